@@ -1,0 +1,159 @@
+"""Side effects of the account workflows: X Account Activity subscriptions and token revocation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from integrations.x import XClient, XError, XTokenRevoked
+from pydantic import BaseModel
+from sqlalchemy import update
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.x_failures import application_error_from_x
+from mktx.secrets import SecretBox
+from models.account import AccountStatus, SubscriptionStatus, XAccount
+from models.db import SessionMaker, utcnow
+from services.accounts import AccountNotUsable, load_credentials
+
+logger = logging.getLogger(__name__)
+
+
+class SubscribeInput(BaseModel):
+    account_id: uuid.UUID
+    webhook_id: str
+
+
+class UnsubscribeInput(BaseModel):
+    account_id: uuid.UUID
+    webhook_id: str
+
+
+class RevokeTokenInput(BaseModel):
+    account_id: uuid.UUID
+
+
+class EraseTokensInput(BaseModel):
+    account_id: uuid.UUID
+
+
+class MarkSubscriptionFailedInput(BaseModel):
+    account_id: uuid.UUID
+    reason: str
+
+
+class AccountActivities:
+    def __init__(self, sessions: SessionMaker, x: XClient, secrets: SecretBox) -> None:
+        self._sessions = sessions
+        self._x = x
+        self._secrets = secrets
+
+    @activity.defn(name="account.subscribe_to_account_activity")
+    async def subscribe_to_account_activity(self, request: SubscribeInput) -> None:
+        """Subscribe the account to the webhook, then record it (both steps are idempotent)."""
+        async with self._sessions() as session:
+            try:
+                account, credentials = await load_credentials(
+                    session, self._secrets, request.account_id, allow_disconnected=False
+                )
+            except AccountNotUsable as exc:
+                raise ApplicationError(
+                    str(exc), type="AccountNotUsable", non_retryable=True
+                ) from None
+        try:
+            await asyncio.to_thread(
+                self._x.subscribe_account_activity, credentials, request.webhook_id
+            )
+        except XTokenRevoked as exc:
+            await self._mark_token_refused(request.account_id, exc)
+            raise application_error_from_x(exc) from None
+        except XError as exc:
+            raise application_error_from_x(exc) from None
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(XAccount)
+                .where(XAccount.id == request.account_id)  # type: ignore[arg-type]
+                .values(
+                    subscription_status=SubscriptionStatus.subscribed,
+                    webhook_id=request.webhook_id,
+                    updated_at=utcnow(),
+                )
+            )
+        logger.info("account.subscribed", extra={"account_id": str(request.account_id)})
+
+    @activity.defn(name="account.mark_subscription_failed")
+    async def mark_subscription_failed(self, request: MarkSubscriptionFailedInput) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(XAccount)
+                .where(XAccount.id == request.account_id)  # type: ignore[arg-type]
+                .values(
+                    subscription_status=SubscriptionStatus.failed,
+                    status_reason=request.reason[:512],
+                    updated_at=utcnow(),
+                )
+            )
+
+    @activity.defn(name="account.unsubscribe_from_account_activity")
+    async def unsubscribe_from_account_activity(self, request: UnsubscribeInput) -> None:
+        async with self._sessions() as session:
+            account = await session.get(XAccount, request.account_id)
+            if account is None:
+                return
+            twitter_user_id = account.twitter_user_id
+        try:
+            await asyncio.to_thread(
+                self._x.unsubscribe_account_activity, twitter_user_id, request.webhook_id
+            )
+        except XError as exc:
+            raise application_error_from_x(exc) from None
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(XAccount)
+                .where(XAccount.id == request.account_id)  # type: ignore[arg-type]
+                .values(subscription_status=SubscriptionStatus.unsubscribed, updated_at=utcnow())
+            )
+
+    @activity.defn(name="account.revoke_token")
+    async def revoke_token(self, request: RevokeTokenInput) -> bool:
+        """Ask X to invalidate the token; False when there was no token left to revoke."""
+        async with self._sessions() as session:
+            try:
+                _, credentials = await load_credentials(
+                    session, self._secrets, request.account_id, allow_disconnected=True
+                )
+            except AccountNotUsable:
+                return False
+        try:
+            await asyncio.to_thread(self._x.invalidate_token, credentials)
+        except XError as exc:
+            raise application_error_from_x(exc) from None
+        return True
+
+    @activity.defn(name="account.erase_tokens")
+    async def erase_tokens(self, request: EraseTokensInput) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(XAccount)
+                .where(XAccount.id == request.account_id)  # type: ignore[arg-type]
+                .values(
+                    oauth_token_encrypted=None,
+                    oauth_token_secret_encrypted=None,
+                    updated_at=utcnow(),
+                )
+            )
+
+    async def _mark_token_refused(self, account_id: uuid.UUID, exc: XError) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(XAccount)
+                .where(XAccount.id == account_id)  # type: ignore[arg-type]
+                .values(
+                    status=AccountStatus.error,
+                    status_reason=f"X refused the account's token: {exc.reason}"[:512],
+                    updated_at=utcnow(),
+                )
+            )
+        logger.warning("account.token_refused", extra={"account_id": str(account_id)})

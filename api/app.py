@@ -1,0 +1,75 @@
+"""The FastAPI application: factory, lifespan and routers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from integrations.x import x_client_from_settings
+
+from api.context import AppContext, TemporalConnection
+from api.errors import install_error_handlers
+from api.middleware import RequestContextMiddleware
+from api.rate_limit import RateLimiter
+from api.routes import accounts, operations
+from mktx.logs import configure_logging
+from mktx.secrets import SecretBox
+from mktx.settings import Settings, get_settings
+from models.db import make_engine, make_sessionmaker
+
+BASE_PATH = "/api/v1/mkt-x"
+
+# litellm must never fetch its price map at run time.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def build_context(settings: Settings) -> AppContext:
+    engine = make_engine(settings.require_database_url(), pool_size=settings.database_pool_size)
+    return AppContext(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        temporal=TemporalConnection(settings),
+        x=x_client_from_settings(settings),
+        secrets=SecretBox.from_settings(settings),
+        rate_limiter=RateLimiter(engine, settings.rate_limit_per_minute),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        context = build_context(settings)
+        app.state.context = context
+        try:
+            yield
+        finally:
+            await context.engine.dispose()
+
+    app = FastAPI(
+        title="mkt-x",
+        summary="Market to and talk with customers over X direct messages.",
+        description=(
+            "Accounts, contacts, conversations, templates, campaigns, segments, automation "
+            "flows and an AI assistant for merchants on X. Every answer is an envelope "
+            "`{success, data, pagination?}` or `{success: false, error, code, details?}`."
+        ),
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(operations.probes)
+    app.include_router(operations.router, prefix=BASE_PATH)
+    app.include_router(accounts.router, prefix=BASE_PATH)
+    return app
+
+
+def main_app() -> FastAPI:
+    """Entry for `uvicorn api.app:main_app --factory` outside the CLI."""
+    configure_logging(get_settings().log_level)
+    return create_app()

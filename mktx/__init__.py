@@ -1,0 +1,1 @@
+"""Runtime shell of mkt-x: settings, command line, logging, secrets and the dev stack."""

@@ -1,0 +1,129 @@
+"""The `mkt-x` console script: dev, api, worker, migrate, sandbox, token."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from mktx.settings import ConfigurationError, Settings, load_settings
+
+EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h: the configuration is wrong
+
+
+def _dev(settings: Settings, args: argparse.Namespace) -> int:
+    from mktx.dev import run_dev
+
+    return run_dev(settings)
+
+
+def _api(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mktx.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    settings.require_database_url()
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_config=None,
+        access_log=False,
+        workers=args.workers,
+    )
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    import worker
+
+    return worker.main(settings)
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from migrations.runner import upgrade_database
+    from mktx.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    upgrade_database(settings.require_database_url())
+    return 0
+
+
+def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
+    from sandbox.server import serve
+
+    return serve(settings, host=args.host or "127.0.0.1", port=args.port or settings.sandbox_port)
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from services.auth import Role, issue_token
+
+    try:
+        roles = [Role(role) for role in (args.role or ["admin"])]
+    except ValueError:
+        print(f"unknown role; choose from {', '.join(r.value for r in Role)}", file=sys.stderr)
+        return 2
+    print(
+        issue_token(
+            settings,
+            merchant_id=args.merchant_id,
+            user_id=args.user_id,
+            roles=roles,
+            ttl_seconds=args.ttl,
+        )
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mkt-x", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("dev", help="start everything for development (embedded parts)")
+
+    api = commands.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.add_argument("--workers", type=int, default=1)
+
+    commands.add_parser("worker", help="run the Temporal worker")
+    commands.add_parser("migrate", help="apply database migrations")
+
+    sandbox = commands.add_parser("sandbox", help="serve the X API + LLM emulator")
+    sandbox.add_argument("--host")
+    sandbox.add_argument("--port", type=int)
+
+    token = commands.add_parser("token", help="print a bearer token signed with MKTX_JWT_SECRET")
+    token.add_argument("--merchant-id", required=True)
+    token.add_argument("--user-id", required=True)
+    token.add_argument("--role", action="append", help="admin (default), agent or viewer")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "dev": _dev,
+    "api": _api,
+    "worker": _worker,
+    "migrate": _migrate,
+    "sandbox": _sandbox,
+    "token": _token,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        return COMMANDS[args.command](settings, args)
+    except ConfigurationError as exc:
+        print(f"mkt-x: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Contacts: the X users a merchant's account talks with."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Column, DateTime, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlmodel import Field
+
+from models.db import TenantRow
+
+
+class ContactSource(StrEnum):
+    inbound_message = "inbound_message"
+    new_follower = "new_follower"
+    import_ = "import"
+    manual = "manual"
+
+
+class Contact(TenantRow, table=True):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        UniqueConstraint("account_id", "twitter_user_id", name="uq_contacts_account_user"),
+        Index("ix_contacts_merchant_account", "merchant_id", "account_id"),
+        Index("ix_contacts_tags", "tags", postgresql_using="gin"),
+        Index("ix_contacts_attributes", "attributes", postgresql_using="gin"),
+    )
+
+    account_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("x_accounts.id", ondelete="CASCADE"), nullable=False)
+    )
+    twitter_user_id: str = Field(max_length=32)
+    username: str | None = Field(default=None, max_length=64)
+    display_name: str | None = Field(default=None, max_length=256)
+    profile_image_url: str | None = Field(default=None, max_length=1024)
+    tags: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(String), nullable=False))
+    attributes: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSONB, nullable=False)
+    )
+    source: ContactSource = Field(default=ContactSource.manual, sa_type=String(32))  # type: ignore[call-overload]
+    opted_out: bool = False
+    first_interaction_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    last_interaction_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]

@@ -1,0 +1,72 @@
+"""Conversations (a contact's DM thread with an account) and their messages."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Column, DateTime, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field
+
+from models.db import TenantRow, utcnow
+
+
+class ConversationStatus(StrEnum):
+    open = "open"
+    closed = "closed"
+
+
+class MessageDirection(StrEnum):
+    inbound = "inbound"
+    outbound = "outbound"
+
+
+class Conversation(TenantRow, table=True):
+    __tablename__ = "conversations"
+    __table_args__ = (
+        Index("ix_conversations_merchant_account", "merchant_id", "account_id", "status"),
+        Index("ix_conversations_merchant_contact", "merchant_id", "contact_id"),
+    )
+
+    account_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("x_accounts.id", ondelete="CASCADE"), nullable=False)
+    )
+    contact_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    )
+    status: ConversationStatus = Field(default=ConversationStatus.open, sa_type=String(16))  # type: ignore[call-overload]
+    channel: str = Field(default="direct_message", max_length=32)
+    assigned_to_user_id: str | None = Field(default=None, max_length=128)
+    started_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    last_message_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    closed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    close_reason: str | None = Field(default=None, max_length=256)
+
+
+class Message(TenantRow, table=True):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("account_id", "twitter_message_id", name="uq_messages_x_event"),
+        Index("ix_messages_conversation", "conversation_id", "sent_at"),
+        Index("ix_messages_merchant_account_sent", "merchant_id", "account_id", "sent_at"),
+    )
+
+    conversation_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False)
+    )
+    account_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("x_accounts.id", ondelete="CASCADE"), nullable=False)
+    )
+    direction: MessageDirection = Field(sa_type=String(16))  # type: ignore[call-overload]
+    type: str = Field(default="text", max_length=32)
+    content: str
+    attachments: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSONB, nullable=False)
+    )
+    is_from_bot: bool = False
+    twitter_message_id: str | None = Field(default=None, max_length=64)
+    sent_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    read_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]

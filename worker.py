@@ -1,0 +1,74 @@
+"""Temporal worker entry point: registers every workflow and activity on the task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from integrations.x import x_client_from_settings
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.accounts import AccountActivities
+from mktx.logs import configure_logging
+from mktx.secrets import SecretBox
+from mktx.settings import Settings, load_settings
+from mktx.temporal import connect_temporal, ensure_search_attributes
+from models.db import make_engine, make_sessionmaker
+from workflows.accounts import WORKFLOWS as ACCOUNT_WORKFLOWS
+
+logger = logging.getLogger("worker")
+
+ALL_WORKFLOWS: Sequence[type] = [*ACCOUNT_WORKFLOWS]
+
+
+def build_activities(settings: Settings, sessions: Any) -> list[Callable[..., Any]]:
+    x = x_client_from_settings(settings)
+    secrets = SecretBox.from_settings(settings)
+    accounts = AccountActivities(sessions, x, secrets)
+    return [
+        accounts.subscribe_to_account_activity,
+        accounts.mark_subscription_failed,
+        accounts.unsubscribe_from_account_activity,
+        accounts.revoke_token,
+        accounts.erase_tokens,
+    ]
+
+
+def build_worker(client: Client, settings: Settings, sessions: Any) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=list(ALL_WORKFLOWS),
+        activities=build_activities(settings, sessions),
+    )
+
+
+async def run(settings: Settings) -> None:
+    engine = make_engine(settings.require_database_url(), pool_size=settings.database_pool_size)
+    client = await connect_temporal(settings)
+    await ensure_search_attributes(client)
+    worker = build_worker(client, settings, make_sessionmaker(engine))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    logger.info("worker.started", extra={"task_queue": settings.task_queue})
+    async with worker:
+        await stop.wait()
+        logger.info("worker.stopping")
+    await engine.dispose()
+
+
+def main(settings: Settings | None = None) -> int:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Deterministic orchestration, one module per durable process; `ids` names them all."""

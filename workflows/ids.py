@@ -1,0 +1,62 @@
+"""Every Temporal name in one place: task queue, workflow ids, search attributes.
+
+Search attributes carry ids only (never names, usernames or message text) so operators can
+filter executions in the Web UI without exposing personal data.
+"""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+DEFAULT_TASK_QUEUE = "mkt-x"
+
+MERCHANT_ID = SearchAttributeKey.for_keyword("MerchantId")
+ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
+CAMPAIGN_ID = SearchAttributeKey.for_keyword("CampaignId")
+FLOW_ID = SearchAttributeKey.for_keyword("FlowId")
+CONTACT_ID = SearchAttributeKey.for_keyword("ContactId")
+
+SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
+    MERCHANT_ID,
+    ACCOUNT_ID,
+    CAMPAIGN_ID,
+    FLOW_ID,
+    CONTACT_ID,
+)
+
+
+def account_connect_id(account_id: str) -> str:
+    return f"account-connect:{account_id}"
+
+
+def account_disconnect_id(account_id: str) -> str:
+    return f"account-disconnect:{account_id}"
+
+
+def campaign_id(campaign_id: str) -> str:
+    return f"campaign:{campaign_id}"
+
+
+def flow_id(flow_id: str, contact_id: str) -> str:
+    return f"flow:{flow_id}:{contact_id}"
+
+
+def escalation_id(conversation_id: str) -> str:
+    return f"escalation:{conversation_id}"
+
+
+def account_attributes(merchant_id: str, account_id: str) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(MERCHANT_ID, merchant_id),
+            SearchAttributePair(ACCOUNT_ID, account_id),
+        ]
+    )
+
+
+def dev_server_flags() -> list[str]:
+    """`temporal server start-dev` flags that register the custom search attributes."""
+    flags: list[str] = []
+    for key in SEARCH_ATTRIBUTES:
+        flags += ["--search-attribute", f"{key.name}=Keyword"]
+    return flags
