@@ -8,7 +8,7 @@ import uuid
 
 from integrations.x import XClient, XError, XTokenRevoked
 from pydantic import BaseModel
-from sqlalchemy import update
+from sqlalchemy import func, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -91,7 +91,8 @@ class AccountActivities:
                 .where(XAccount.id == request.account_id)  # type: ignore[arg-type]
                 .values(
                     subscription_status=SubscriptionStatus.failed,
-                    status_reason=request.reason[:512],
+                    # keep a more specific reason recorded by the failing activity
+                    status_reason=func.coalesce(XAccount.status_reason, request.reason[:512]),
                     updated_at=utcnow(),
                 )
             )
@@ -152,7 +153,10 @@ class AccountActivities:
                 .where(XAccount.id == account_id)  # type: ignore[arg-type]
                 .values(
                     status=AccountStatus.error,
-                    status_reason=f"X refused the account's token: {exc.reason}"[:512],
+                    status_reason=(
+                        "X no longer accepts this account's token (revoked or expired); "
+                        "connect the account again"
+                    ),
                     updated_at=utcnow(),
                 )
             )

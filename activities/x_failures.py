@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from integrations.x import XError, XRateLimited, XUnavailable
+from integrations.x import XError, XRateLimited, XTokenRevoked, XUnavailable
 from temporalio.exceptions import ApplicationError
 
 
@@ -16,6 +16,12 @@ def application_error_from_x(exc: XError) -> ApplicationError:
             f"X rate limit until {exc.reset_at.isoformat()}",
             type=name,
             next_retry_delay=timedelta(seconds=max(1.0, exc.retry_after)),
+        )
+    if isinstance(exc, XTokenRevoked):
+        return ApplicationError(
+            "X no longer accepts this account's token (revoked or expired)",
+            type=name,
+            non_retryable=True,
         )
     if isinstance(exc, XUnavailable):
         return ApplicationError(f"X unavailable: {exc.reason}", type=name)

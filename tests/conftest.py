@@ -21,11 +21,12 @@ from temporalio.testing import WorkflowEnvironment
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from api.app import BASE_PATH, create_app  # noqa: E402
 from integrations.x import XClient, x_client_from_settings  # noqa: E402
+
+from api.app import BASE_PATH, create_app  # noqa: E402
 from migrations.runner import upgrade_database  # noqa: E402
-from models.db import SessionMaker, make_engine, make_sessionmaker  # noqa: E402
 from mktx.settings import Environment, Settings  # noqa: E402
+from models.db import SessionMaker, make_engine, make_sessionmaker  # noqa: E402
 from sandbox.admin import SandboxAdmin  # noqa: E402
 from sandbox.app import SandboxConfig  # noqa: E402
 from sandbox.server import RunningSandbox, start_sandbox_thread  # noqa: E402
@@ -47,16 +48,18 @@ def _server_url() -> str:
         return explicit
     import pgserver
 
-    server = pgserver.get_server(REPO / ".mkt-x" / "test-pg", cleanup_mode="stop")
+    data = REPO / ".mkt-x" / "test-pg"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data, cleanup_mode="stop")
     return server.get_uri()
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A fresh database for this run, migrated to head, dropped at the end."""
-    server_url = make_url(
-        _server_url().replace("postgresql://", "postgresql+psycopg://", 1)
-    ).set(drivername="postgresql+psycopg")
+    server_url = make_url(_server_url().replace("postgresql://", "postgresql+psycopg://", 1)).set(
+        drivername="postgresql+psycopg"
+    )
     name = f"mktx_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -128,14 +131,15 @@ async def x_admin(sandbox: RunningSandbox) -> AsyncIterator[SandboxAdmin]:
     admin = SandboxAdmin(sandbox.url)
     yield admin
     await admin.clear_faults()
-    await admin.aclose()
 
 
 # Service ------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, temporal_env: WorkflowEnvironment, sandbox: RunningSandbox) -> Settings:
+def settings(
+    database_url: str, temporal_env: WorkflowEnvironment, sandbox: RunningSandbox
+) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         env=Environment.test,
@@ -153,7 +157,9 @@ def settings(database_url: str, temporal_env: WorkflowEnvironment, sandbox: Runn
 
 
 @pytest.fixture(scope="session")
-async def worker(settings: Settings, temporal_client: Client, sessions: SessionMaker) -> AsyncIterator[None]:
+async def worker(
+    settings: Settings, temporal_client: Client, sessions: SessionMaker
+) -> AsyncIterator[None]:
     async with build_worker(temporal_client, settings, sessions):
         yield
 

@@ -82,7 +82,7 @@ async def connect_account(
             ),
             id=ids.account_connect_id(str(account.id)),
             task_queue=context.settings.task_queue,
-            typed_search_attributes=ids.account_attributes(account.merchant_id, str(account.id)),
+            search_attributes=ids.account_attributes(account.merchant_id, str(account.id)),
         )
     except RPCError as exc:
         await session.delete(account)  # nothing half-done: the caller may simply retry
@@ -158,7 +158,7 @@ async def disconnect_account(
             ),
             id=ids.account_disconnect_id(str(account.id)),
             task_queue=context.settings.task_queue,
-            typed_search_attributes=ids.account_attributes(account.merchant_id, str(account.id)),
+            search_attributes=ids.account_attributes(account.merchant_id, str(account.id)),
         )
     except RPCError as exc:
         account.status, account.status_reason = previous

@@ -8,38 +8,45 @@ import uuid
 from typing import Any
 
 import pytest
+from integrations.x import XClient, XCredentials, XInvalidCredentials
 from sqlalchemy import insert
 from temporalio.client import Client
 
-from integrations.x import XClient, XCredentials, XInvalidCredentials
+from mktx.secrets import SecretBox
+from mktx.settings import Settings
 from models.account import XAccount
 from models.contact import Contact
 from models.conversation import Conversation, Message
 from models.db import SessionMaker, utcnow
-from mktx.secrets import SecretBox
-from mktx.settings import Settings
-from sandbox.admin import SandboxAdmin
+from sandbox.admin import SandboxAdmin, SandboxUser
 from services.auth import Role
 from tests.conftest import Api
 from workflows import ids
-from workflows.accounts import AccountConnectWorkflow, ConnectOutcome
+from workflows.accounts import (
+    AccountConnectResult,
+    AccountConnectWorkflow,
+    AccountDisconnectWorkflow,
+    ConnectOutcome,
+)
 
 
-async def _x_user(x_admin: SandboxAdmin, **kwargs: Any) -> dict[str, Any]:
+async def _x_user(x_admin: SandboxAdmin, **kwargs: Any) -> SandboxUser:
     return await x_admin.create_user(username=f"shop_{uuid.uuid4().hex[:8]}", **kwargs)
 
 
-async def _connect(api: Api, user: dict[str, Any]) -> dict[str, Any]:
+async def _connect(api: Api, user: SandboxUser) -> dict[str, Any]:
     response = await api.post(
         "/accounts",
-        json={"oauthToken": user["accessToken"], "oauthTokenSecret": user["accessTokenSecret"]},
+        json={"oauthToken": user.access_token, "oauthTokenSecret": user.access_token_secret},
     )
     assert response.status_code == 200, response.text
     return response.json()["data"]
 
 
-async def _connect_result(client: Client, account_id: str) -> Any:
-    handle = client.get_workflow_handle(ids.account_connect_id(account_id))
+async def _connect_result(client: Client, account_id: str) -> AccountConnectResult:
+    handle = client.get_workflow_handle_for(
+        AccountConnectWorkflow.run, ids.account_connect_id(account_id)
+    )
     return await asyncio.wait_for(handle.result(), timeout=60)
 
 
@@ -62,24 +69,24 @@ async def test_connect_returns_the_documented_shape_and_subscribes(
     account = await _connect(api, user)
 
     assert account["merchantId"] == api.merchant.id
-    assert account["twitterUserId"] == user["id"]
-    assert account["username"] == user["username"]
+    assert account["twitterUserId"] == user.id
+    assert account["username"] == user.username
     assert account["displayName"] == "GoodGo Official"
     assert account["status"] == "active"
     assert account["connectedAt"].endswith(("Z", "+00:00"))
     uuid.UUID(account["id"])
-    for secret in (user["accessToken"], user["accessTokenSecret"]):
+    for secret in (user.access_token, user.access_token_secret):
         assert secret not in str(account)
 
     result = await _connect_result(temporal_client, account["id"])
     assert result.outcome == ConnectOutcome.subscribed
-    assert user["id"] in (await x_admin.subscriptions())[settings.x_webhook_id]
+    assert user.id in (await x_admin.subscriptions())[settings.x_webhook_id]
 
     row = await _row(sessions, account["id"])
     assert row.subscription_status == "subscribed"
     # Tokens are stored encrypted, and only the configured key opens them.
-    assert row.oauth_token_encrypted and user["accessToken"] not in row.oauth_token_encrypted
-    assert SecretBox.from_settings(settings).open(row.oauth_token_encrypted) == user["accessToken"]
+    assert row.oauth_token_encrypted and user.access_token not in row.oauth_token_encrypted
+    assert SecretBox.from_settings(settings).open(row.oauth_token_encrypted) == user.access_token
 
     detail = (await api.get(f"/accounts/{account['id']}")).json()["data"]
     assert detail["subscriptionStatus"] == "subscribed"
@@ -111,7 +118,7 @@ async def test_credentials_x_rejects_are_400_and_store_nothing(
 ) -> None:
     user = await _x_user(x_admin)
     response = await api.post(
-        "/accounts", json={"oauthToken": user["accessToken"], "oauthTokenSecret": "wrong"}
+        "/accounts", json={"oauthToken": user.access_token, "oauthTokenSecret": "wrong"}
     )
     assert response.status_code == 400
     body = response.json()
@@ -122,10 +129,10 @@ async def test_credentials_x_rejects_are_400_and_store_nothing(
 
 async def test_a_revoked_token_cannot_connect(api: Api, x_admin: SandboxAdmin) -> None:
     user = await _x_user(x_admin)
-    await x_admin.revoke_token(user["accessToken"])
+    await x_admin.revoke(user.access_token)
     response = await api.post(
         "/accounts",
-        json={"oauthToken": user["accessToken"], "oauthTokenSecret": user["accessTokenSecret"]},
+        json={"oauthToken": user.access_token, "oauthTokenSecret": user.access_token_secret},
     )
     assert response.status_code == 400
 
@@ -135,7 +142,7 @@ async def test_an_x_account_connects_once_across_merchants(
 ) -> None:
     user = await _x_user(x_admin)
     await _connect(api, user)
-    body = {"oauthToken": user["accessToken"], "oauthTokenSecret": user["accessTokenSecret"]}
+    body = {"oauthToken": user.access_token, "oauthTokenSecret": user.access_token_secret}
     for client in (api, other_api):
         response = await client.post("/accounts", json=body)
         assert response.status_code == 409
@@ -173,7 +180,9 @@ async def test_statistics_count_the_accounts_rows(
         contact = Contact(merchant_id=merchant, account_id=account_id, twitter_user_id="42")
         session.add(contact)
         await session.flush()
-        conversation = Conversation(merchant_id=merchant, account_id=account_id, contact_id=contact.id)
+        conversation = Conversation(
+            merchant_id=merchant, account_id=account_id, contact_id=contact.id
+        )
         session.add(conversation)
         await session.flush()
         last_year = utcnow().replace(year=utcnow().year - 1)
@@ -285,12 +294,14 @@ async def test_disconnect_revokes_the_token_and_erases_it(
     assert detail["status"] == "inactive"
     assert detail["disconnectedAt"] is not None
 
-    handle = temporal_client.get_workflow_handle(ids.account_disconnect_id(account["id"]))
+    handle = temporal_client.get_workflow_handle_for(
+        AccountDisconnectWorkflow.run, ids.account_disconnect_id(account["id"])
+    )
     result = await asyncio.wait_for(handle.result(), timeout=60)
     assert result.unsubscribed and result.token_revoked
-    assert user["id"] not in (await x_admin.subscriptions()).get(settings.x_webhook_id, [])
+    assert user.id not in (await x_admin.subscriptions()).get(settings.x_webhook_id, [])
     with pytest.raises(XInvalidCredentials):
-        sandbox_x.get_me(XCredentials(user["accessToken"], user["accessTokenSecret"]))
+        sandbox_x.get_me(XCredentials(user.access_token, user.access_token_secret))
     row = await _row(sessions, account["id"])
     assert row.oauth_token_encrypted is None and row.oauth_token_secret_encrypted is None
     assert row.subscription_status == "unsubscribed"
@@ -301,10 +312,10 @@ async def test_disconnect_revokes_the_token_and_erases_it(
     assert changed.status_code == 400
 
     # The same X account can be connected again with a fresh token.
-    fresh = await x_admin.new_token(user["id"])
+    fresh = await x_admin.new_token(user.id)
     reconnected = await api.post(
         "/accounts",
-        json={"oauthToken": fresh["accessToken"], "oauthTokenSecret": fresh["accessTokenSecret"]},
+        json={"oauthToken": fresh.access_token, "oauthTokenSecret": fresh.access_token_secret},
     )
     assert reconnected.status_code == 200
     assert reconnected.json()["data"]["id"] != account["id"]
@@ -343,21 +354,18 @@ async def test_connect_survives_x_being_down(
     api: Api, x_admin: SandboxAdmin, temporal_client: Client, sessions: SessionMaker
 ) -> None:
     user = await _x_user(x_admin)
-    await x_admin.set_faults(errorRate=1.0, errorStatus=503, pathPrefix="/2/account_activity")
+    await x_admin.set_faults(error_rate=1.0, error_status=503, path_prefix="/2/account_activity")
 
     account = await _connect(api, user)
     assert account["subscriptionStatus"] == "pending"
 
     # Wait until the workflow has hit the outage at least twice, then bring X back.
     for _ in range(100):
-        attempts = [
-            r for r in await x_admin.requests() if r["path"].startswith("/2/account_activity")
-            and r["userId"] == user["id"]
-        ]
+        attempts = await x_admin.requests(path_prefix="/2/account_activity", user_id=user.id)
         if len(attempts) >= 2:
             break
         await asyncio.sleep(0.1)
-    assert len(attempts) >= 2 and all(r["status"] == 503 for r in attempts)
+    assert len(attempts) >= 2 and all(r.status == 503 for r in attempts)
     assert (await _row(sessions, account["id"])).subscription_status == "pending"
     await x_admin.clear_faults()
 
@@ -370,9 +378,9 @@ async def test_token_revoked_before_subscribing_marks_the_account(
     api: Api, x_admin: SandboxAdmin, temporal_client: Client, sessions: SessionMaker
 ) -> None:
     user = await _x_user(x_admin)
-    await x_admin.set_faults(errorRate=1.0, errorStatus=503, pathPrefix="/2/account_activity")
+    await x_admin.set_faults(error_rate=1.0, error_status=503, path_prefix="/2/account_activity")
     account = await _connect(api, user)
-    await x_admin.revoke_token(user["accessToken"])
+    await x_admin.revoke(user.access_token)
     await x_admin.clear_faults()
 
     result = await _connect_result(temporal_client, account["id"])
@@ -394,11 +402,9 @@ async def test_tokens_are_never_logged(
     await api.delete(f"/accounts/{account['id']}")
     handle = temporal_client.get_workflow_handle(ids.account_disconnect_id(account["id"]))
     await asyncio.wait_for(handle.result(), timeout=60)
-    logged = "\n".join(
-        f"{r.getMessage()} {r.__dict__}" for r in caplog.records
-    )
-    assert user["accessToken"] not in logged
-    assert user["accessTokenSecret"] not in logged
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert user.access_token not in logged
+    assert user.access_token_secret not in logged
 
 
 async def test_viewer_reads_but_cannot_disconnect(api: Api, x_admin: SandboxAdmin) -> None:
@@ -425,8 +431,8 @@ async def test_connect_answers_503_and_keeps_nothing_when_temporal_is_down(
                 "/api/v1/mkt-x/accounts",
                 headers=merchant.headers(),
                 json={
-                    "oauthToken": user["accessToken"],
-                    "oauthTokenSecret": user["accessTokenSecret"],
+                    "oauthToken": user.access_token,
+                    "oauthTokenSecret": user.access_token_secret,
                 },
             )
             assert response.status_code == 503

@@ -39,7 +39,16 @@ async def _accounts(api: Api, token: str | None, scheme: str = "Bearer") -> tupl
 
 @pytest.mark.parametrize(
     "case",
-    ["missing", "malformed", "wrong-scheme", "expired", "forged", "no-exp", "no-merchant", "none-alg"],
+    [
+        "missing",
+        "malformed",
+        "wrong-scheme",
+        "expired",
+        "forged",
+        "no-exp",
+        "no-merchant",
+        "none-alg",
+    ],
 )
 async def test_bad_tokens_are_401_in_the_envelope(api: Api, settings: Settings, case: str) -> None:
     merchant = api.merchant
@@ -108,9 +117,11 @@ def _rsa_pair() -> tuple[str, str]:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 

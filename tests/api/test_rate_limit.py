@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -62,7 +63,9 @@ async def test_headers_count_down_then_429(
     assert refused.headers["X-RateLimit-Remaining"] == "0"
 
     # Error answers after authentication carry the headers too; other merchants are unaffected.
-    other = await limited_client.get("/api/v1/mkt-x/nothing-here", headers=other_merchant.headers())
+    other = await limited_client.get(
+        f"/api/v1/mkt-x/accounts/{uuid.uuid4()}", headers=other_merchant.headers()
+    )
     assert other.status_code == 404
     assert other.headers["X-RateLimit-Remaining"] == "2"
 
