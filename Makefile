@@ -1,0 +1,43 @@
+# Two commands on a fresh machine with Python >= 3.11: `make dev` and `make test`.
+# Each creates .venv if missing and re-installs the project when pyproject.toml changes.
+
+VENV ?= .venv
+STAMP := $(VENV)/.installed
+# The first interpreter on PATH that is Python >= 3.11 (override: make PYTHON=/path/to/python3.12).
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	2>/dev/null && { echo $$p; break; }; done)
+
+# litellm fetches its model price map from the network at import unless told to use its own copy.
+export LITELLM_LOCAL_MODEL_COST_MAP ?= True
+
+.PHONY: venv dev test bench lint clean
+
+venv: $(STAMP)
+
+$(VENV)/bin/python:
+	@test -n "$(PYTHON)" || { echo "make: Python >= 3.11 is required (python3 on PATH)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+dev: venv
+	$(VENV)/bin/mkt-x dev
+
+test: venv
+	$(VENV)/bin/python -m pytest -q
+
+bench: venv
+	$(VENV)/bin/python -m bench
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Removes the virtualenv and build/cache files; dev data in .mkt-x/ stays (rm -rf .mkt-x to reset).
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -path ./.mkt-x -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

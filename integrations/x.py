@@ -1,0 +1,435 @@
+"""The X API client. Every call goes through tweepy, sent to a configurable base URL.
+
+Synchronous, like tweepy: async callers wrap calls in `asyncio.to_thread`. Errors come out as one
+hierarchy (`XError`) whose messages carry X's reason and never a token.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+import tweepy
+
+from mktx.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# tweepy builds every URL on one of these hosts; both are X's production API.
+_TWEEPY_HOSTS = ("https://api.twitter.com", "https://api.x.com")
+DM_EVENT_FIELDS = ("id", "text", "event_type", "created_at", "sender_id", "dm_conversation_id")
+DEFAULT_RETRY_AFTER_SECONDS = 60.0
+
+
+# Values ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class XCredentials:
+    """An account's OAuth 1.0a user token pair."""
+
+    access_token: str
+    access_token_secret: str
+
+    def __repr__(self) -> str:
+        return "XCredentials(access_token=***, access_token_secret=***)"
+
+
+@dataclass(frozen=True)
+class XUser:
+    id: str
+    username: str
+    name: str
+    profile_image_url: str | None = None
+
+
+@dataclass(frozen=True)
+class SentDM:
+    dm_conversation_id: str
+    dm_event_id: str
+
+
+@dataclass(frozen=True)
+class DMEvent:
+    id: str
+    event_type: str
+    text: str | None
+    sender_id: str | None
+    dm_conversation_id: str | None
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DMEventPage:
+    events: list[DMEvent] = field(default_factory=list)
+    next_token: str | None = None
+
+
+# Errors ------------------------------------------------------------------------------------
+
+
+class XError(Exception):
+    """X refused or failed a call. `reason` is X's own text (detail/title), never a credential."""
+
+    def __init__(self, status: int | None, reason: str) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+
+    def __str__(self) -> str:
+        if self.status is None:
+            return f"X unavailable: {self.reason}"
+        return f"X answered {self.status}: {self.reason}"
+
+
+class XUnauthorized(XError):
+    """401: X does not accept the credentials (see the two cases below)."""
+
+
+class XInvalidCredentials(XUnauthorized):
+    """401 while checking credentials (get_me, or the app's own key/secret): they are wrong."""
+
+
+class XTokenRevoked(XUnauthorized):
+    """401 on a user-context call with a token that used to work: revoked or expired."""
+
+
+class XForbidden(XError):
+    """403, e.g. the recipient does not accept DMs; `reason` says why."""
+
+
+class XRateLimited(XError):
+    """429. Try again at `reset_at` (`retry_after` seconds from when it was raised, at least 1)."""
+
+    def __init__(self, status: int, reason: str, reset_at: datetime, retry_after: float) -> None:
+        super().__init__(status, reason)
+        self.args = (status, reason, reset_at, retry_after)
+        self.reset_at = reset_at
+        self.retry_after = retry_after
+
+
+class XUnavailable(XError):
+    """5xx, connection refused, timeout, or an answer that cannot be read: worth retrying."""
+
+
+class XRequestRejected(XError):
+    """Any other 4xx (text too long, unknown recipient, ...): retrying the same call won't help."""
+
+
+def _reason(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        messages = [
+            e.get("message") or e.get("detail")
+            for e in (errors if isinstance(errors, list) else [])
+            if isinstance(e, dict)
+        ]
+        texts = [m for m in messages if isinstance(m, str) and m]
+        if texts:
+            return "; ".join(texts)
+        for key in ("detail", "title", "error"):
+            if isinstance(body.get(key), str) and body[key]:
+                return str(body[key])
+    return response.reason or f"HTTP {response.status_code}"
+
+
+def _rate_limited(response: requests.Response, reason: str) -> XRateLimited:
+    now = time.time()
+    reset: float | None = None
+    for header, relative in (("x-rate-limit-reset", False), ("retry-after", True)):
+        try:
+            value = float(response.headers[header])
+        except (KeyError, ValueError):
+            continue
+        reset = now + value if relative else value
+        break
+    if reset is None:
+        reset = now + DEFAULT_RETRY_AFTER_SECONDS
+    reset = max(reset, now + 1.0)
+    return XRateLimited(429, reason, datetime.fromtimestamp(reset, UTC), reset - now)
+
+
+def _error_for(response: requests.Response, unauthorized: type[XError]) -> XError:
+    status, reason = response.status_code, _reason(response)
+    if status == 401:
+        return unauthorized(status, reason)
+    if status == 403:
+        return XForbidden(status, reason)
+    if status == 429:
+        return _rate_limited(response, reason)
+    if status >= 500:
+        return XUnavailable(status, reason)
+    return XRequestRejected(status, reason)
+
+
+@contextmanager
+def _x_errors(unauthorized: type[XError] = XTokenRevoked) -> Iterator[None]:
+    """Translate tweepy/requests failures. `from None`: a traceback shows X's answer, not tweepy's
+    exception, whose request carries the OAuth header."""
+    try:
+        yield
+    except tweepy.HTTPException as exc:
+        error = _error_for(exc.response, unauthorized)
+        logger.debug("x.call_failed", extra={"status": error.status, "reason": error.reason})
+        raise error from None
+    except requests.RequestException as exc:
+        raise XUnavailable(None, type(exc).__name__) from None
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise XUnavailable(response.status_code, "X answered with something that is not JSON")
+    return body
+
+
+def _data(response: requests.Response) -> dict[str, Any]:
+    data = _json(response).get("data")
+    if not isinstance(data, dict):
+        raise XUnavailable(response.status_code, "X's answer has no data")
+    return data
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+# Transport ---------------------------------------------------------------------------------
+
+
+class _RebasedSession(requests.Session):
+    """A requests session that sends tweepy's hard-coded host to `base_url`.
+
+    The rewrite happens in `request()`, before the request is prepared and OAuth 1.0a signs it,
+    so the signature covers the URL actually sent.
+    """
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        super().__init__()
+        self._base_url = base_url.rstrip("/")
+        self._timeout = timeout
+
+    def rebase(self, url: str) -> str:
+        for host in _TWEEPY_HOSTS:
+            if url == host or url.startswith(host + "/"):
+                return self._base_url + url[len(host) :]
+        return url
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self._timeout)  # tweepy sets none: a stuck socket would hang
+        if isinstance(url, bytes):
+            url = url.decode()
+        if isinstance(method, bytes):
+            method = method.decode()
+        return super().request(method, self.rebase(url), *args, **kwargs)
+
+
+# Client ------------------------------------------------------------------------------------
+
+
+class XClient:
+    def __init__(
+        self,
+        base_url: str,
+        consumer_key: str,
+        consumer_secret: str,
+        timeout: float = 10.0,
+        bearer_token: str | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._consumer_key = consumer_key
+        self._consumer_secret = consumer_secret
+        self._configured_bearer = bearer_token
+        self._obtained_bearer: str | None = None
+        self._bearer_lock = threading.Lock()
+        self._session = _RebasedSession(self.base_url, timeout)
+
+    def __repr__(self) -> str:
+        return f"XClient(base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _tweepy(
+        self, creds: XCredentials | None = None, bearer_token: str | None = None
+    ) -> tweepy.Client:
+        # A tweepy.Client per call: it holds one token pair, and the shared session pools connections.
+        client = tweepy.Client(
+            bearer_token=bearer_token,
+            consumer_key=self._consumer_key,
+            consumer_secret=self._consumer_secret,
+            access_token=creds.access_token if creds else None,
+            access_token_secret=creds.access_token_secret if creds else None,
+            return_type=requests.Response,
+            wait_on_rate_limit=False,
+        )
+        client.session = self._session
+        return client
+
+    # Users ---------------------------------------------------------------------------------
+
+    def get_me(self, creds: XCredentials) -> XUser:
+        with _x_errors(XInvalidCredentials):
+            response = self._tweepy(creds).get_me(user_fields=["profile_image_url"], user_auth=True)
+        data = _data(response)
+        return XUser(
+            id=str(data["id"]),
+            username=str(data["username"]),
+            name=str(data.get("name") or data["username"]),
+            profile_image_url=data.get("profile_image_url"),
+        )
+
+    # Direct messages -----------------------------------------------------------------------
+
+    def send_dm(self, creds: XCredentials, participant_id: str, text: str) -> SentDM:
+        with _x_errors():
+            response = self._tweepy(creds).create_direct_message(
+                participant_id=_segment(participant_id), text=text, user_auth=True
+            )
+        data = _data(response)
+        return SentDM(str(data["dm_conversation_id"]), str(data["dm_event_id"]))
+
+    def list_dm_events(
+        self,
+        creds: XCredentials,
+        participant_id: str | None = None,
+        max_results: int = 100,
+        pagination_token: str | None = None,
+    ) -> DMEventPage:
+        with _x_errors():
+            response = self._tweepy(creds).get_direct_message_events(
+                participant_id=_segment(participant_id) if participant_id else None,
+                dm_event_fields=list(DM_EVENT_FIELDS),
+                max_results=max_results,
+                pagination_token=pagination_token,
+                user_auth=True,
+            )
+        body = _json(response)
+        events = [
+            DMEvent(
+                id=str(e["id"]),
+                event_type=str(e.get("event_type", "MessageCreate")),
+                text=e.get("text"),
+                sender_id=e.get("sender_id"),
+                dm_conversation_id=e.get("dm_conversation_id"),
+                created_at=_timestamp(e.get("created_at")),
+            )
+            for e in body.get("data") or []
+        ]
+        meta = body.get("meta") or {}
+        return DMEventPage(events=events, next_token=meta.get("next_token"))
+
+    # Account Activity ----------------------------------------------------------------------
+
+    def _subscription_route(self, webhook_id: str) -> str:
+        return f"/2/account_activity/webhooks/{_segment(webhook_id)}/subscriptions/all"
+
+    def subscribe_account_activity(self, creds: XCredentials, webhook_id: str) -> None:
+        with _x_errors():
+            self._tweepy(creds).request(
+                "POST", self._subscription_route(webhook_id), user_auth=True
+            )
+
+    def is_subscribed(self, creds: XCredentials, webhook_id: str) -> bool:
+        with _x_errors():
+            response = self._tweepy(creds).request(
+                "GET", self._subscription_route(webhook_id), user_auth=True
+            )
+        return bool(_data(response).get("subscribed"))
+
+    def unsubscribe_account_activity(self, user_id: str, webhook_id: str) -> None:
+        route = (
+            f"/2/account_activity/webhooks/{_segment(webhook_id)}"
+            f"/subscriptions/{_segment(user_id)}/all"
+        )
+        self._app_request("DELETE", route)
+
+    # Tokens --------------------------------------------------------------------------------
+
+    def invalidate_token(self, creds: XCredentials) -> None:
+        try:
+            with _x_errors():
+                self._tweepy(creds).request("POST", "/1.1/oauth/invalidate_token", user_auth=True)
+        except XUnauthorized:
+            pass  # already invalid: the outcome the caller wanted
+
+    def _app_request(self, method: str, route: str) -> requests.Response:
+        """An app-only (bearer) call."""
+        try:
+            return self._bearer_call(method, route, self._app_token())
+        except XUnauthorized:
+            if self._configured_bearer is not None:
+                raise
+        # X no longer knows the token we obtained (invalidated, or X restarted): renew it once.
+        return self._bearer_call(method, route, self._app_token(renew=True))
+
+    def _bearer_call(self, method: str, route: str, token: str) -> requests.Response:
+        with _x_errors(XInvalidCredentials):
+            response: requests.Response = self._tweepy(bearer_token=token).request(
+                method, route, user_auth=False
+            )
+        return response
+
+    def _app_token(self, renew: bool = False) -> str:
+        if self._configured_bearer is not None:
+            return self._configured_bearer
+        with self._bearer_lock:
+            if self._obtained_bearer is None or renew:
+                self._obtained_bearer = self._fetch_app_token()
+            return self._obtained_bearer
+
+    def _fetch_app_token(self) -> str:
+        # tweepy's OAuth2AppHandler posts to a hard-coded host outside any session, so this one
+        # call is made here, on the same rebased session. X wants key and secret URL-encoded.
+        try:
+            response = self._session.post(
+                self.base_url + "/oauth2/token",
+                auth=(_segment(self._consumer_key), _segment(self._consumer_secret)),
+                data={"grant_type": "client_credentials"},
+            )
+        except requests.RequestException as exc:
+            raise XUnavailable(None, type(exc).__name__) from None
+        if response.status_code in (401, 403):
+            raise XInvalidCredentials(response.status_code, _reason(response))
+        if not response.ok:
+            raise _error_for(response, XInvalidCredentials)
+        token = _json(response).get("access_token")
+        if not isinstance(token, str) or not token:
+            raise XUnavailable(response.status_code, "X's token answer has no access_token")
+        logger.info("x.app_token_obtained")
+        return token
+
+
+def x_client_from_settings(settings: Settings) -> XClient:
+    bearer = settings.x_bearer_token
+    return XClient(
+        base_url=settings.x_api_base_url,
+        consumer_key=settings.x_consumer_key.get_secret_value(),
+        consumer_secret=settings.x_consumer_secret.get_secret_value(),
+        timeout=settings.x_timeout_seconds,
+        bearer_token=bearer.get_secret_value() if bearer is not None else None,
+    )

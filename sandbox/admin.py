@@ -1,0 +1,238 @@
+"""A typed async client for the sandbox's /_sandbox control API, for tests, benchmarks and `mkt-x dev`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import httpx
+
+PREFIX = "/_sandbox"
+
+
+@dataclass(frozen=True)
+class SandboxUser:
+    id: str
+    username: str
+    name: str
+    access_token: str
+    access_token_secret: str
+
+    def __repr__(self) -> str:  # tokens stay out of test output and logs
+        return f"SandboxUser(id={self.id!r}, username={self.username!r})"
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    user_id: str
+    access_token: str
+    access_token_secret: str
+
+    def __repr__(self) -> str:
+        return f"TokenPair(user_id={self.user_id!r})"
+
+
+@dataclass(frozen=True)
+class ReceivedDM:
+    id: str
+    dm_conversation_id: str
+    sender_id: str
+    recipient_id: str
+    text: str
+    created_at: datetime
+    source: str  # "api" (sent through X's API) or "simulated"
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    at: datetime
+    method: str
+    path: str
+    status: int
+    user_id: str | None
+    endpoint: str | None
+    fault: str | None
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    event_id: str
+    webhook_url: str
+    webhook_status: int | None  # None: the webhook could not be reached (see error)
+    error: str | None
+    subscribed: bool  # whether the user the event is for is subscribed to the webhook
+
+
+class SandboxAdmin:
+    def __init__(self, base_url: str, timeout: float = 15.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout = timeout
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        # A client per call: admin calls are rare, and this survives tests switching event loops.
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=self._timeout) as client:
+            response = await client.request(method, PREFIX + path, json=json, params=params)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    async def create_user(
+        self,
+        username: str,
+        name: str | None = None,
+        accepts_dms: bool = True,
+        profile_image_url: str | None = None,
+    ) -> SandboxUser:
+        body = {
+            "username": username,
+            "name": name,
+            "acceptsDms": accepts_dms,
+            "profileImageUrl": profile_image_url,
+        }
+        data = await self._call("POST", "/users", json=body)
+        return SandboxUser(
+            id=data["id"],
+            username=data["username"],
+            name=data["name"],
+            access_token=data["accessToken"],
+            access_token_secret=data["accessTokenSecret"],
+        )
+
+    async def set_accepts_dms(self, user_id: str, accepts_dms: bool) -> None:
+        await self._call("PATCH", f"/users/{user_id}", json={"acceptsDms": accepts_dms})
+
+    async def new_token(self, user_id: str) -> TokenPair:
+        data = await self._call("POST", f"/users/{user_id}/tokens")
+        return TokenPair(data["userId"], data["accessToken"], data["accessTokenSecret"])
+
+    async def revoke(self, access_token: str) -> None:
+        await self._call("POST", f"/tokens/{access_token}/revoke")
+
+    async def set_faults(
+        self,
+        *,
+        error_rate: float = 0.0,
+        error_status: int = 503,
+        latency_ms: int = 0,
+        burst429: int = 0,
+        path_prefix: str | None = None,
+        user_id: str | None = None,
+        retry_after_seconds: int = 60,
+    ) -> None:
+        body = {
+            "errorRate": error_rate,
+            "errorStatus": error_status,
+            "latencyMs": latency_ms,
+            "burst429": burst429,
+            "pathPrefix": path_prefix,
+            "userId": user_id,
+            "retryAfterSeconds": retry_after_seconds,
+        }
+        await self._call("PUT", "/faults", json=body)
+
+    async def clear_faults(self) -> None:
+        await self._call("DELETE", "/faults")
+
+    async def set_rate_limit(
+        self, endpoint: str, limit: int, window_seconds: int = 900, user_id: str | None = None
+    ) -> None:
+        body = {
+            "endpoint": endpoint,
+            "limit": limit,
+            "windowSeconds": window_seconds,
+            "userId": user_id,
+        }
+        await self._call("PUT", "/rate-limits", json=body)
+
+    async def dms(
+        self, recipient_id: str | None = None, sender_id: str | None = None
+    ) -> list[ReceivedDM]:
+        params = {k: v for k, v in (("recipientId", recipient_id), ("senderId", sender_id)) if v}
+        rows = await self._call("GET", "/dms", params=params)
+        return [
+            ReceivedDM(
+                id=r["id"],
+                dm_conversation_id=r["dmConversationId"],
+                sender_id=r["senderId"],
+                recipient_id=r["recipientId"],
+                text=r["text"],
+                created_at=datetime.fromisoformat(r["createdAt"]),
+                source=r["source"],
+            )
+            for r in rows
+        ]
+
+    async def requests(
+        self, path_prefix: str | None = None, user_id: str | None = None
+    ) -> list[LoggedRequest]:
+        params = {k: v for k, v in (("pathPrefix", path_prefix), ("userId", user_id)) if v}
+        rows = await self._call("GET", "/requests", params=params)
+        return [
+            LoggedRequest(
+                at=datetime.fromisoformat(r["at"]),
+                method=r["method"],
+                path=r["path"],
+                status=r["status"],
+                user_id=r["userId"],
+                endpoint=r["endpoint"],
+                fault=r["fault"],
+            )
+            for r in rows
+        ]
+
+    async def subscriptions(self) -> dict[str, list[str]]:
+        data: dict[str, list[str]] = await self._call("GET", "/subscriptions")
+        return data
+
+    async def set_webhook_url(self, url: str) -> None:
+        await self._call("PUT", "/webhook", json={"url": url})
+
+    async def crc_check(self) -> bool:
+        """Ask the sandbox to run X's CRC against the webhook; True when it answered correctly."""
+        data = await self._call("POST", "/webhook/crc")
+        return bool(data["valid"])
+
+    async def simulate_dm(
+        self,
+        from_user_id: str,
+        to_user_id: str,
+        text: str,
+        attachments: list[dict[str, Any]] | None = None,
+        for_user_id: str | None = None,
+    ) -> WebhookDelivery:
+        body = {
+            "fromUserId": from_user_id,
+            "toUserId": to_user_id,
+            "text": text,
+            "attachments": attachments,
+            "forUserId": for_user_id,
+        }
+        return _delivery(await self._call("POST", "/simulate/dm", json=body))
+
+    async def simulate_follow(
+        self,
+        from_user_id: str,
+        to_user_id: str,
+        type: Literal["follow", "unfollow"] = "follow",
+    ) -> WebhookDelivery:
+        body = {"fromUserId": from_user_id, "toUserId": to_user_id, "type": type}
+        return _delivery(await self._call("POST", "/simulate/follow", json=body))
+
+    async def reset(self) -> None:
+        await self._call("POST", "/reset")
+
+
+def _delivery(data: dict[str, Any]) -> WebhookDelivery:
+    return WebhookDelivery(
+        event_id=data["eventId"],
+        webhook_url=data["webhookUrl"],
+        webhook_status=data["webhookStatus"],
+        error=data["error"],
+        subscribed=data["subscribed"],
+    )

@@ -1,0 +1,322 @@
+"""The sandbox's own control API under /_sandbox: set up users, inject faults, read what X received."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from sandbox.state import (
+    ENDPOINT_KEYS,
+    DMEvent,
+    DuplicateUsername,
+    FaultConfig,
+    SandboxState,
+    UnknownUser,
+    User,
+)
+from sandbox.webhooks import crc_check, deliver, dm_payload, follow_payload
+from sandbox.x_api import get_state
+
+PREFIX = "/_sandbox"
+
+router = APIRouter(prefix=PREFIX)
+StateDep = Annotated[SandboxState, Depends(get_state)]
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class UserCreate(CamelModel):
+    username: str = Field(min_length=1, max_length=50)
+    name: str | None = None
+    accepts_dms: bool = True
+    profile_image_url: str | None = None
+
+
+class UserUpdate(CamelModel):
+    accepts_dms: bool | None = None
+
+
+class UserOut(CamelModel):
+    id: str
+    username: str
+    name: str
+    profile_image_url: str | None
+    accepts_dms: bool
+
+
+class TokenOut(CamelModel):
+    user_id: str
+    access_token: str
+    access_token_secret: str
+
+
+class UserWithToken(CamelModel):
+    id: str
+    username: str
+    name: str
+    profile_image_url: str | None
+    accepts_dms: bool
+    access_token: str
+    access_token_secret: str
+
+
+class Faults(CamelModel):
+    error_rate: float = Field(0.0, ge=0.0, le=1.0)
+    error_status: int = Field(503, ge=400, le=599)
+    latency_ms: int = Field(0, ge=0, le=60_000)
+    burst429: int = Field(0, ge=0)
+    path_prefix: str | None = None
+    user_id: str | None = None
+    retry_after_seconds: int = Field(60, ge=1)
+
+
+class RateLimitIn(CamelModel):
+    endpoint: str
+    limit: int = Field(ge=0)
+    window_seconds: int = Field(15 * 60, ge=1)
+    user_id: str | None = None
+
+
+class DMOut(CamelModel):
+    id: str
+    dm_conversation_id: str
+    sender_id: str
+    recipient_id: str
+    text: str
+    created_at: datetime
+    source: str
+
+
+class RequestOut(CamelModel):
+    at: datetime
+    method: str
+    path: str
+    status: int
+    user_id: str | None
+    endpoint: str | None
+    fault: str | None
+
+
+class WebhookIn(CamelModel):
+    url: str
+
+
+class SimulateDM(CamelModel):
+    from_user_id: str
+    to_user_id: str
+    text: str
+    attachments: list[dict[str, Any]] | None = None
+    # Whose subscription the event is delivered for; X also echoes a DM to its sender's webhook.
+    for_user_id: str | None = None
+
+
+class SimulateFollow(CamelModel):
+    from_user_id: str
+    to_user_id: str
+    type: Literal["follow", "unfollow"] = "follow"
+
+
+class DeliveryOut(CamelModel):
+    event_id: str
+    webhook_url: str
+    webhook_status: int | None
+    error: str | None
+    subscribed: bool
+
+
+class CrcOut(CamelModel):
+    valid: bool
+    status: int | None
+
+
+def _user_out(user: User) -> UserOut:
+    return UserOut(
+        id=user.id,
+        username=user.username,
+        name=user.name,
+        profile_image_url=user.profile_image_url,
+        accepts_dms=user.accepts_dms,
+    )
+
+
+def _user(state: SandboxState, user_id: str) -> User:
+    try:
+        return state.get_user(user_id)
+    except UnknownUser:
+        raise HTTPException(404, f"no sandbox user {user_id}") from None
+
+
+def _dm_out(event: DMEvent) -> DMOut:
+    return DMOut(
+        id=event.id,
+        dm_conversation_id=event.dm_conversation_id,
+        sender_id=event.sender_id,
+        recipient_id=event.recipient_id,
+        text=event.text,
+        created_at=event.created_at,
+        source=event.source,
+    )
+
+
+@router.post("/users", status_code=201)
+def create_user(body: UserCreate, state: StateDep) -> UserWithToken:
+    try:
+        user, token = state.create_user(
+            body.username, body.name, body.accepts_dms, body.profile_image_url
+        )
+    except DuplicateUsername:
+        raise HTTPException(409, f"username {body.username} is taken") from None
+    return UserWithToken(
+        **_user_out(user).model_dump(),
+        access_token=token.token,
+        access_token_secret=token.secret,
+    )
+
+
+@router.get("/users")
+def list_users(state: StateDep) -> list[UserOut]:
+    return [_user_out(u) for u in state.list_users()]
+
+
+@router.patch("/users/{user_id}")
+def update_user(user_id: str, body: UserUpdate, state: StateDep) -> UserOut:
+    _user(state, user_id)
+    return _user_out(state.update_user(user_id, body.accepts_dms))
+
+
+@router.post("/users/{user_id}/tokens", status_code=201)
+def new_token(user_id: str, state: StateDep) -> TokenOut:
+    _user(state, user_id)
+    token = state.new_token(user_id)
+    return TokenOut(user_id=user_id, access_token=token.token, access_token_secret=token.secret)
+
+
+@router.post("/tokens/{access_token}/revoke")
+def revoke_token(access_token: str, state: StateDep) -> dict[str, bool]:
+    if not state.revoke_token(access_token):
+        raise HTTPException(404, "unknown access token")
+    return {"revoked": True}
+
+
+@router.get("/faults")
+def get_faults(state: StateDep) -> Faults:
+    f = state.faults
+    return Faults(
+        error_rate=f.error_rate,
+        error_status=f.error_status,
+        latency_ms=f.latency_ms,
+        burst429=f.burst_429,
+        path_prefix=f.path_prefix,
+        user_id=f.user_id,
+        retry_after_seconds=f.retry_after_seconds,
+    )
+
+
+@router.put("/faults")
+def set_faults(body: Faults, state: StateDep) -> Faults:
+    state.set_faults(
+        FaultConfig(
+            error_rate=body.error_rate,
+            error_status=body.error_status,
+            latency_ms=body.latency_ms,
+            burst_429=body.burst429,
+            path_prefix=body.path_prefix,
+            user_id=body.user_id,
+            retry_after_seconds=body.retry_after_seconds,
+        )
+    )
+    return body
+
+
+@router.delete("/faults", status_code=204)
+def clear_faults(state: StateDep) -> None:
+    state.set_faults(FaultConfig())
+
+
+@router.put("/rate-limits")
+def set_rate_limit(body: RateLimitIn, state: StateDep) -> RateLimitIn:
+    if body.endpoint not in ENDPOINT_KEYS:
+        # A typo would otherwise configure a limit nothing ever consults.
+        raise HTTPException(422, f"endpoint must be one of {sorted(ENDPOINT_KEYS)}")
+    state.set_rate_limit(body.endpoint, body.limit, body.window_seconds, body.user_id)
+    return body
+
+
+@router.get("/dms")
+def list_dms(
+    state: StateDep,
+    recipient_id: Annotated[str | None, Query(alias="recipientId")] = None,
+    sender_id: Annotated[str | None, Query(alias="senderId")] = None,
+) -> list[DMOut]:
+    return [_dm_out(e) for e in state.find_dms(sender_id, recipient_id)]
+
+
+@router.get("/requests")
+def list_requests(
+    state: StateDep,
+    path_prefix: Annotated[str | None, Query(alias="pathPrefix")] = None,
+    user_id: Annotated[str | None, Query(alias="userId")] = None,
+) -> list[RequestOut]:
+    return [
+        RequestOut(**vars(r))
+        for r in state.request_log()
+        if (path_prefix is None or r.path.startswith(path_prefix))
+        and (user_id is None or r.user_id == user_id)
+    ]
+
+
+@router.get("/subscriptions")
+def list_subscriptions(state: StateDep) -> dict[str, list[str]]:
+    return state.subscriptions_snapshot()
+
+
+@router.put("/webhook")
+def set_webhook(body: WebhookIn, state: StateDep) -> dict[str, str]:
+    state.set_webhook_url(body.url)
+    return {"id": state.default_webhook_id, "url": body.url}
+
+
+@router.post("/webhook/crc")
+async def run_crc(state: StateDep) -> CrcOut:
+    valid, status = await crc_check(state)
+    return CrcOut(valid=valid, status=status)
+
+
+@router.post("/simulate/dm")
+async def simulate_dm(body: SimulateDM, state: StateDep) -> DeliveryOut:
+    sender, recipient = _user(state, body.from_user_id), _user(state, body.to_user_id)
+    for_user = body.for_user_id or recipient.id
+    _user(state, for_user)
+    event = state.record_dm(
+        sender.id,
+        recipient.id,
+        body.text,
+        source="simulated",
+        attachments=tuple(body.attachments or ()),
+    )
+    delivery = await deliver(state, event.id, dm_payload(for_user, event, sender, recipient))
+    return DeliveryOut(
+        **vars(delivery), subscribed=state.is_subscribed(state.default_webhook_id, for_user)
+    )
+
+
+@router.post("/simulate/follow")
+async def simulate_follow(body: SimulateFollow, state: StateDep) -> DeliveryOut:
+    source, target = _user(state, body.from_user_id), _user(state, body.to_user_id)
+    event_id = state.next_id()
+    payload = follow_payload(target.id, body.type, source, target, datetime.now(UTC))
+    delivery = await deliver(state, event_id, payload)
+    return DeliveryOut(
+        **vars(delivery), subscribed=state.is_subscribed(state.default_webhook_id, target.id)
+    )
+
+
+@router.post("/reset", status_code=204)
+def reset(state: StateDep) -> None:
+    state.reset()

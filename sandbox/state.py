@@ -1,0 +1,423 @@
+"""In-memory state of the X sandbox: users, tokens, webhooks, DMs, faults and rate-limit windows.
+
+Every mutation goes through `SandboxState` under one lock: the app serves requests from an event
+loop while tests and the admin API poke at it, and uvicorn may run handlers in a thread pool.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+# Demo accounts seeded when `seed_demo` is on; `mkt-x dev` prints these so a developer can connect
+# the shop account and play the customer without creating anything first.
+DEMO_BUSINESS_ID = "1000000001"
+DEMO_BUSINESS_USERNAME = "goodgo_shop"
+DEMO_BUSINESS_NAME = "GoodGo Shop"
+DEMO_BUSINESS_TOKEN = "demo-goodgo-token"
+DEMO_BUSINESS_TOKEN_SECRET = "demo-goodgo-secret"
+DEMO_CUSTOMER_ID = "2000000001"
+DEMO_CUSTOMER_USERNAME = "customer_john"
+DEMO_CUSTOMER_NAME = "John Doe"
+DEMO_CUSTOMER_TOKEN = "demo-john-token"
+DEMO_CUSTOMER_TOKEN_SECRET = "demo-john-secret"
+
+FIFTEEN_MINUTES = 15 * 60
+X_EPOCH_MS = 1288834974657
+REQUEST_LOG_SIZE = 5000
+
+# Endpoint keys used for rate limits (and shown in the request log).
+EP_USERS_ME = "users_me"
+EP_DM_SEND = "dm_send"
+EP_DM_EVENTS = "dm_events"
+EP_INVALIDATE_TOKEN = "invalidate_token"
+EP_OAUTH2_TOKEN = "oauth2_token"
+EP_SUBSCRIPTIONS = "subscriptions"
+EP_WEBHOOKS = "webhooks"
+ENDPOINT_KEYS = frozenset(
+    {
+        EP_USERS_ME,
+        EP_DM_SEND,
+        EP_DM_EVENTS,
+        EP_INVALIDATE_TOKEN,
+        EP_OAUTH2_TOKEN,
+        EP_SUBSCRIPTIONS,
+        EP_WEBHOOKS,
+    }
+)
+
+# X's published per-user 15-minute limits for the endpoints we emulate.
+DEFAULT_LIMITS: dict[str, int] = {EP_DM_SEND: 200, EP_USERS_ME: 75}
+DEFAULT_LIMIT = 300
+APP_IDENTITY = "app"  # rate-limit identity of app-only (bearer) calls
+
+
+@dataclass
+class User:
+    id: str
+    username: str
+    name: str
+    profile_image_url: str | None
+    accepts_dms: bool = True
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class AccessToken:
+    token: str
+    secret: str = field(repr=False)
+    user_id: str
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class DMEvent:
+    id: str
+    dm_conversation_id: str
+    sender_id: str
+    recipient_id: str
+    text: str
+    created_at: datetime
+    source: str  # "api": sent through POST .../messages; "simulated": injected by the admin API
+    attachments: tuple[dict[str, object], ...] = ()
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    at: datetime
+    method: str
+    path: str
+    status: int
+    user_id: str | None
+    endpoint: str | None
+    fault: str | None
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    error_rate: float = 0.0
+    error_status: int = 503
+    latency_ms: int = 0
+    burst_429: int = 0
+    path_prefix: str | None = None
+    user_id: str | None = None
+    retry_after_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class RateLimitRule:
+    limit: int
+    window_seconds: int
+
+
+@dataclass(frozen=True)
+class RateLimitStatus:
+    limit: int
+    remaining: int
+    reset: int  # epoch seconds
+    exceeded: bool
+
+
+@dataclass
+class _Window:
+    started: float
+    count: int = 0
+
+
+class UnknownUser(LookupError):
+    pass
+
+
+class DuplicateUsername(ValueError):
+    pass
+
+
+def conversation_id(a: str, b: str) -> str:
+    """X names a one-to-one conversation by its two user ids, smaller first."""
+    low, high = sorted((a, b), key=int)
+    return f"{low}-{high}"
+
+
+class SandboxState:
+    def __init__(
+        self,
+        consumer_key: str,
+        consumer_secret: str,
+        webhook_id: str,
+        webhook_url: str,
+        seed_demo: bool = True,
+    ) -> None:
+        self.consumer_key = consumer_key
+        self.consumer_secret = consumer_secret
+        self.default_webhook_id = webhook_id
+        self.default_webhook_url = webhook_url
+        self.seed_demo = seed_demo
+        self._lock = threading.RLock()
+        # Snowflake-like ids (ms since X's epoch << 22): numeric strings that grow with time and
+        # fit a signed 64-bit column, as real X ids do.
+        self._ids = itertools.count((int(time.time() * 1000) - X_EPOCH_MS) << 22)
+        self._user_ids = itertools.count(3000000001)
+        self.reset()
+
+    # Lifecycle -----------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        with self._lock:
+            self.users: dict[str, User] = {}
+            self.tokens: dict[str, AccessToken] = {}
+            self.bearer_tokens: set[str] = set()
+            self.webhooks: dict[str, str] = {self.default_webhook_id: self.default_webhook_url}
+            self.subscriptions: dict[str, set[str]] = {self.default_webhook_id: set()}
+            self.dm_events: list[DMEvent] = []
+            self.requests: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_SIZE)
+            self.faults = FaultConfig()
+            self.rate_rules: dict[tuple[str, str | None], RateLimitRule] = {}
+            self._windows: dict[tuple[str, str], _Window] = {}
+            self._nonces: dict[tuple[str, str], float] = {}
+            if self.seed_demo:
+                self._seed()
+
+    def _seed(self) -> None:
+        for user_id, username, name, token, secret in (
+            (
+                DEMO_BUSINESS_ID,
+                DEMO_BUSINESS_USERNAME,
+                DEMO_BUSINESS_NAME,
+                DEMO_BUSINESS_TOKEN,
+                DEMO_BUSINESS_TOKEN_SECRET,
+            ),
+            (
+                DEMO_CUSTOMER_ID,
+                DEMO_CUSTOMER_USERNAME,
+                DEMO_CUSTOMER_NAME,
+                DEMO_CUSTOMER_TOKEN,
+                DEMO_CUSTOMER_TOKEN_SECRET,
+            ),
+        ):
+            self.users[user_id] = User(user_id, username, name, _avatar(username))
+            self.tokens[token] = AccessToken(token, secret, user_id)
+
+    # Users and tokens ----------------------------------------------------------------------
+
+    def create_user(
+        self,
+        username: str,
+        name: str | None = None,
+        accepts_dms: bool = True,
+        profile_image_url: str | None = None,
+    ) -> tuple[User, AccessToken]:
+        with self._lock:
+            if any(u.username.lower() == username.lower() for u in self.users.values()):
+                raise DuplicateUsername(username)
+            user_id = str(next(self._user_ids))
+            while user_id in self.users:
+                user_id = str(next(self._user_ids))
+            image = profile_image_url or _avatar(username)
+            user = User(user_id, username, name or username, image, accepts_dms)
+            self.users[user_id] = user
+            return user, self._issue_token(user_id)
+
+    def update_user(self, user_id: str, accepts_dms: bool | None) -> User:
+        with self._lock:
+            user = self.get_user(user_id)
+            if accepts_dms is not None:
+                user.accepts_dms = accepts_dms
+            return user
+
+    def list_users(self) -> list[User]:
+        with self._lock:
+            return list(self.users.values())
+
+    def get_user(self, user_id: str) -> User:
+        with self._lock:
+            try:
+                return self.users[user_id]
+            except KeyError:
+                raise UnknownUser(user_id) from None
+
+    def new_token(self, user_id: str) -> AccessToken:
+        with self._lock:
+            self.get_user(user_id)
+            return self._issue_token(user_id)
+
+    def _issue_token(self, user_id: str) -> AccessToken:
+        token = AccessToken(
+            f"{user_id}-{secrets.token_urlsafe(24)}", secrets.token_urlsafe(32), user_id
+        )
+        self.tokens[token.token] = token
+        return token
+
+    def find_token(self, token: str) -> AccessToken | None:
+        with self._lock:
+            return self.tokens.get(token)
+
+    def revoke_token(self, token: str) -> bool:
+        with self._lock:
+            found = self.tokens.get(token)
+            if found is None:
+                return False
+            found.revoked = True
+            return True
+
+    def issue_bearer_token(self) -> str:
+        with self._lock:
+            # X hands out the same app token until it is invalidated.
+            if not self.bearer_tokens:
+                self.bearer_tokens.add("AAAA" + secrets.token_urlsafe(48))
+            return next(iter(self.bearer_tokens))
+
+    def invalidate_bearer_tokens(self) -> None:
+        with self._lock:
+            self.bearer_tokens.clear()
+
+    def bearer_valid(self, token: str) -> bool:
+        with self._lock:
+            return token in self.bearer_tokens
+
+    def remember_nonce(self, key: str, nonce: str, now: float, ttl: float) -> bool:
+        """Record a nonce; False when it was seen within `ttl` (a replayed request)."""
+        with self._lock:
+            if len(self._nonces) > 10_000:
+                self._nonces = {k: t for k, t in self._nonces.items() if now - t < ttl}
+            seen = self._nonces.get((key, nonce))
+            if seen is not None and now - seen < ttl:
+                return False
+            self._nonces[(key, nonce)] = now
+            return True
+
+    # DMs -----------------------------------------------------------------------------------
+
+    def next_id(self) -> str:
+        with self._lock:
+            return str(next(self._ids))
+
+    def record_dm(
+        self,
+        sender_id: str,
+        recipient_id: str,
+        text: str,
+        source: str,
+        attachments: tuple[dict[str, object], ...] = (),
+    ) -> DMEvent:
+        with self._lock:
+            event = DMEvent(
+                id=self.next_id(),
+                dm_conversation_id=conversation_id(sender_id, recipient_id),
+                sender_id=sender_id,
+                recipient_id=recipient_id,
+                text=text,
+                created_at=datetime.now(UTC),
+                source=source,
+                attachments=attachments,
+            )
+            self.dm_events.append(event)
+            return event
+
+    def events_for(self, user_id: str, participant_id: str | None = None) -> list[DMEvent]:
+        """The user's DM events (sent or received), newest first."""
+        with self._lock:
+            events = [
+                e
+                for e in self.dm_events
+                if user_id in (e.sender_id, e.recipient_id)
+                and (participant_id is None or participant_id in (e.sender_id, e.recipient_id))
+            ]
+        return sorted(events, key=lambda e: int(e.id), reverse=True)
+
+    def find_dms(self, sender_id: str | None, recipient_id: str | None) -> list[DMEvent]:
+        with self._lock:
+            return [
+                e
+                for e in self.dm_events
+                if (sender_id is None or e.sender_id == sender_id)
+                and (recipient_id is None or e.recipient_id == recipient_id)
+            ]
+
+    # Webhooks ------------------------------------------------------------------------------
+
+    def subscribe(self, webhook_id: str, user_id: str) -> None:
+        with self._lock:
+            self.subscriptions.setdefault(webhook_id, set()).add(user_id)
+
+    def unsubscribe(self, webhook_id: str, user_id: str) -> None:
+        with self._lock:
+            self.subscriptions.setdefault(webhook_id, set()).discard(user_id)
+
+    def is_subscribed(self, webhook_id: str, user_id: str) -> bool:
+        with self._lock:
+            return user_id in self.subscriptions.get(webhook_id, set())
+
+    def subscriptions_snapshot(self) -> dict[str, list[str]]:
+        with self._lock:
+            return {hook: sorted(users, key=int) for hook, users in self.subscriptions.items()}
+
+    def webhooks_snapshot(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self.webhooks)
+
+    def set_webhook_url(self, url: str, webhook_id: str | None = None) -> None:
+        with self._lock:
+            self.webhooks[webhook_id or self.default_webhook_id] = url
+            self.subscriptions.setdefault(webhook_id or self.default_webhook_id, set())
+
+    # Faults and rate limits ----------------------------------------------------------------
+
+    def set_faults(self, faults: FaultConfig) -> None:
+        with self._lock:
+            self.faults = faults
+
+    def take_burst_429(self) -> bool:
+        """Consume one of the configured 429 answers; True when this request gets one."""
+        with self._lock:
+            if self.faults.burst_429 <= 0:
+                return False
+            self.faults = replace(self.faults, burst_429=self.faults.burst_429 - 1)
+            return True
+
+    def set_rate_limit(
+        self, endpoint: str, limit: int, window_seconds: int, user_id: str | None = None
+    ) -> None:
+        with self._lock:
+            self.rate_rules[(endpoint, user_id)] = RateLimitRule(limit, window_seconds)
+            # A new rule starts fresh windows so a test sees exactly the limit it set.
+            for key in [k for k in self._windows if k[1] == endpoint]:
+                if user_id is None or key[0] == user_id:
+                    del self._windows[key]
+
+    def rule_for(self, endpoint: str, identity: str) -> RateLimitRule:
+        with self._lock:
+            rule = self.rate_rules.get((endpoint, identity)) or self.rate_rules.get(
+                (endpoint, None)
+            )
+        return rule or RateLimitRule(DEFAULT_LIMITS.get(endpoint, DEFAULT_LIMIT), FIFTEEN_MINUTES)
+
+    def consume(self, endpoint: str, identity: str, now: float | None = None) -> RateLimitStatus:
+        """Count one request in the caller's fixed window for this endpoint."""
+        now = time.time() if now is None else now
+        rule = self.rule_for(endpoint, identity)
+        with self._lock:
+            window = self._windows.get((identity, endpoint))
+            if window is None or now >= window.started + rule.window_seconds:
+                window = self._windows[(identity, endpoint)] = _Window(started=now)
+            reset = int(window.started + rule.window_seconds) + 1
+            if window.count >= rule.limit:
+                return RateLimitStatus(rule.limit, 0, reset, exceeded=True)
+            window.count += 1
+            return RateLimitStatus(rule.limit, rule.limit - window.count, reset, exceeded=False)
+
+    def log_request(self, record: RequestRecord) -> None:
+        with self._lock:
+            self.requests.append(record)
+
+    def request_log(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self.requests)
+
+
+def _avatar(username: str) -> str:
+    return f"https://pbs.twimg.com/profile_images/sandbox/{username}_normal.png"
