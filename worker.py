@@ -8,11 +8,11 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from integrations.x import x_client_from_settings
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.accounts import AccountActivities
+from integrations.x import x_client_from_settings
 from mktx.logs import configure_logging
 from mktx.secrets import SecretBox
 from mktx.settings import Settings, load_settings

@@ -6,13 +6,13 @@ import asyncio
 import logging
 import uuid
 
-from integrations.x import XClient, XError, XTokenRevoked
 from pydantic import BaseModel
 from sqlalchemy import func, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.x_failures import application_error_from_x
+from integrations.x import XClient, XError, XTokenRevoked
 from mktx.secrets import SecretBox
 from models.account import AccountStatus, SubscriptionStatus, XAccount
 from models.db import SessionMaker, utcnow

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from integrations.x import XError, XRateLimited, XTokenRevoked, XUnavailable
 from temporalio.exceptions import ApplicationError
+
+from integrations.x import XError, XRateLimited, XTokenRevoked, XUnavailable
 
 
 def application_error_from_x(exc: XError) -> ApplicationError:

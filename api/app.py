@@ -8,13 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from integrations.x import x_client_from_settings
 
 from api.context import AppContext, TemporalConnection
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.rate_limit import RateLimiter
 from api.routes import accounts, operations
+from integrations.x import x_client_from_settings
 from mktx.logs import configure_logging
 from mktx.secrets import SecretBox
 from mktx.settings import Settings, get_settings

@@ -6,11 +6,11 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from integrations.x import XClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from api.rate_limit import RateLimiter
+from integrations.x import XClient
 from mktx.secrets import SecretBox
 from mktx.settings import Settings
 from mktx.temporal import connect_temporal

@@ -7,11 +7,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from integrations.x import XClient, XCredentials, XError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from integrations.x import XClient, XCredentials, XError
 from mktx.secrets import SecretBox
 from models.account import (
     AccountConnect,
@@ -129,14 +130,14 @@ async def account_statistics(session: AsyncSession, account: XAccount) -> Accoun
         return (
             select(func.count())
             .select_from(model)
-            .where(model.merchant_id == merchant, model.account_id == account_id, *where)
+            .where(col(model.merchant_id) == merchant, col(model.account_id) == account_id, *where)
             .scalar_subquery()
         )
 
     statement = select(
         count(Contact),
         count(Conversation),
-        count(Message, Message.sent_at >= month_start),  # type: ignore[arg-type,operator]
+        count(Message, col(Message.sent_at) >= month_start),
     )
     row = (await session.execute(statement)).one()
     return AccountStatistics(

@@ -10,7 +10,6 @@ from integrations.x import (
     XTokenRevoked,
     XUnavailable,
 )
-
 from services.errors import AppError, RateLimited, UpstreamError, ValidationFailed
 
 

@@ -9,10 +9,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
@@ -21,9 +23,8 @@ from temporalio.testing import WorkflowEnvironment
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from integrations.x import XClient, x_client_from_settings  # noqa: E402
-
 from api.app import BASE_PATH, create_app  # noqa: E402
+from integrations.x import XClient, x_client_from_settings  # noqa: E402
 from migrations.runner import upgrade_database  # noqa: E402
 from mktx.settings import Environment, Settings  # noqa: E402
 from models.db import SessionMaker, make_engine, make_sessionmaker  # noqa: E402
@@ -147,8 +148,8 @@ def settings(
         temporal_address=temporal_env.client.service_client.config.target_host,
         task_queue=f"mktx-test-{uuid.uuid4().hex[:8]}",
         x_api_base_url=sandbox.url,
-        x_consumer_key=CONSUMER_KEY,
-        x_consumer_secret=CONSUMER_SECRET,
+        x_consumer_key=SecretStr(CONSUMER_KEY),
+        x_consumer_secret=SecretStr(CONSUMER_SECRET),
         x_webhook_id=WEBHOOK_ID,
         x_timeout_seconds=5,
         llm_api_base=f"{sandbox.url}/v1",
@@ -208,21 +209,21 @@ class Api:
         self.merchant = merchant
 
     async def request(
-        self, method: str, path: str, *, role: Role = Role.admin, **kwargs: object
+        self, method: str, path: str, *, role: Role = Role.admin, **kwargs: Any
     ) -> httpx.Response:
         headers = {**self.merchant.headers(role), **kwargs.pop("headers", {})}  # type: ignore[dict-item]
         return await self.client.request(method, BASE_PATH + path, headers=headers, **kwargs)  # type: ignore[arg-type]
 
-    async def get(self, path: str, **kwargs: object) -> httpx.Response:
+    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return await self.request("GET", path, **kwargs)
 
-    async def post(self, path: str, **kwargs: object) -> httpx.Response:
+    async def post(self, path: str, **kwargs: Any) -> httpx.Response:
         return await self.request("POST", path, **kwargs)
 
-    async def put(self, path: str, **kwargs: object) -> httpx.Response:
+    async def put(self, path: str, **kwargs: Any) -> httpx.Response:
         return await self.request("PUT", path, **kwargs)
 
-    async def delete(self, path: str, **kwargs: object) -> httpx.Response:
+    async def delete(self, path: str, **kwargs: Any) -> httpx.Response:
         return await self.request("DELETE", path, **kwargs)
 
 

@@ -8,10 +8,10 @@ import uuid
 from typing import Any
 
 import pytest
-from integrations.x import XClient, XCredentials, XInvalidCredentials
 from sqlalchemy import insert
 from temporalio.client import Client
 
+from integrations.x import XClient, XCredentials, XInvalidCredentials
 from mktx.secrets import SecretBox
 from mktx.settings import Settings
 from models.account import XAccount
