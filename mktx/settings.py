@@ -68,6 +68,19 @@ class Settings(BaseSettings):
     x_timeout_seconds: float = Field(10.0, gt=0)
     sandbox_port: int = Field(8600, ge=1, le=65535)
 
+    # Sending: one ledger of DMs per X account (rolling 24 h) that every sender reserves from
+    dm_limit_per_24h: int = Field(500, ge=1)
+    campaign_limit_per_24h: int = Field(10_000, ge=1)
+
+    # Opt-out: an inbound DM that is exactly one of these words (case-insensitive)
+    opt_out_keywords: list[str] = ["STOP", "UNSUBSCRIBE"]
+    opt_in_keywords: list[str] = ["START"]
+    opt_out_confirmation: str = (
+        "You have been unsubscribed and will receive no more marketing messages. "
+        "Reply START to subscribe again."
+    )
+    opt_in_confirmation: str = "You are subscribed again. Reply STOP to unsubscribe."
+
     # LLM
     llm_model: str = "openai/mktx-sandbox"
     llm_api_base: str | None = None

@@ -4,8 +4,19 @@ Importing this package registers every table on `SQLModel.metadata` (Alembic rea
 """
 
 from models.account import XAccount
-from models.contact import Contact
+from models.contact import Contact, ContactDeletion
 from models.conversation import Conversation, Message
+from models.quota import SendReservation
 from models.rate_limit import RATE_LIMIT_TABLE
+from models.webhook_event import WebhookEvent
 
-__all__ = ["RATE_LIMIT_TABLE", "Contact", "Conversation", "Message", "XAccount"]
+__all__ = [
+    "RATE_LIMIT_TABLE",
+    "Contact",
+    "ContactDeletion",
+    "Conversation",
+    "Message",
+    "SendReservation",
+    "WebhookEvent",
+    "XAccount",
+]

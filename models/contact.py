@@ -7,8 +7,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, DateTime, ForeignKey, Index, String, UniqueConstraint
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy import Column, Computed, DateTime, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlmodel import Field
 
 from models.db import TenantRow
@@ -28,6 +28,8 @@ class Contact(TenantRow, table=True):
         Index("ix_contacts_merchant_account", "merchant_id", "account_id"),
         Index("ix_contacts_tags", "tags", postgresql_using="gin"),
         Index("ix_contacts_attributes", "attributes", postgresql_using="gin"),
+        Index("ix_contacts_search", "search_vector", postgresql_using="gin"),
+        Index("ix_contacts_merchant_recent", "merchant_id", "last_interaction_at"),
     )
 
     account_id: uuid.UUID = Field(
@@ -43,5 +45,33 @@ class Contact(TenantRow, table=True):
     )
     source: ContactSource = Field(default=ContactSource.manual, sa_type=String(32))  # type: ignore[call-overload]
     opted_out: bool = False
+    opted_out_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    conversation_count: int = 0  # kept by the code that opens conversations
     first_interaction_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     last_interaction_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    # Case-insensitive word-prefix search over username and display name ('simple' keeps
+    # words as typed, lowercased; no extension needed, so the embedded PostgreSQL has it too).
+    search_vector: str | None = Field(
+        default=None,
+        sa_column=Column(
+            TSVECTOR,
+            Computed(
+                "to_tsvector('simple', coalesce(username, '') || ' ' || "
+                "coalesce(display_name, ''))",
+                persisted=True,
+            ),
+        ),
+        exclude=True,
+    )
+
+
+class ContactDeletion(TenantRow, table=True):
+    """What remains of a contact erased on request (GDPR): an audit record without personal data."""
+
+    __tablename__ = "contact_deletions"
+    __table_args__ = (Index("ix_contact_deletions_merchant", "merchant_id", "created_at"),)
+
+    contact_id: uuid.UUID  # random id; names nobody once the contact is gone
+    account_id: uuid.UUID
+    deleted_by_user_id: str = Field(max_length=128)
+    removed: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, DateTime, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Column, DateTime, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
@@ -24,11 +24,27 @@ class MessageDirection(StrEnum):
     outbound = "outbound"
 
 
+class MessageStatus(StrEnum):
+    received = "received"  # inbound
+    queued = "queued"  # outbound, not yet accepted by X
+    sent = "sent"  # X accepted it (has a twitter_message_id)
+    read = "read"  # the contact's read receipt arrived
+    failed = "failed"  # X refused it for good; see error
+
+
 class Conversation(TenantRow, table=True):
     __tablename__ = "conversations"
     __table_args__ = (
         Index("ix_conversations_merchant_account", "merchant_id", "account_id", "status"),
         Index("ix_conversations_merchant_contact", "merchant_id", "contact_id"),
+        Index("ix_conversations_merchant_activity", "merchant_id", "last_message_at"),
+        # At most one open conversation per contact: a new inbound DM after close opens another.
+        Index(
+            "uq_conversations_open_per_contact",
+            "contact_id",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+        ),
     )
 
     account_id: uuid.UUID = Field(
@@ -44,6 +60,7 @@ class Conversation(TenantRow, table=True):
     last_message_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     closed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     close_reason: str | None = Field(default=None, max_length=256)
+    message_count: int = 0  # kept by the code that adds messages
 
 
 class Message(TenantRow, table=True):
@@ -52,6 +69,7 @@ class Message(TenantRow, table=True):
         UniqueConstraint("account_id", "twitter_message_id", name="uq_messages_x_event"),
         Index("ix_messages_conversation", "conversation_id", "sent_at"),
         Index("ix_messages_merchant_account_sent", "merchant_id", "account_id", "sent_at"),
+        Index("ix_messages_merchant_contact", "merchant_id", "contact_id"),
     )
 
     conversation_id: uuid.UUID = Field(
@@ -59,6 +77,9 @@ class Message(TenantRow, table=True):
     )
     account_id: uuid.UUID = Field(
         sa_column=Column(ForeignKey("x_accounts.id", ondelete="CASCADE"), nullable=False)
+    )
+    contact_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
     )
     direction: MessageDirection = Field(sa_type=String(16))  # type: ignore[call-overload]
     type: str = Field(default="text", max_length=32)
@@ -70,3 +91,6 @@ class Message(TenantRow, table=True):
     twitter_message_id: str | None = Field(default=None, max_length=64)
     sent_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     read_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    status: MessageStatus = Field(default=MessageStatus.received, sa_type=String(16))  # type: ignore[call-overload]
+    error: str | None = Field(default=None, max_length=1024)
+    sent_by_user_id: str | None = Field(default=None, max_length=128)

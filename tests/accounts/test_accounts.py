@@ -194,6 +194,7 @@ async def test_statistics_count_the_accounts_rows(
                     merchant_id=merchant,
                     conversation_id=conversation.id,
                     account_id=account_id,
+                    contact_id=contact.id,
                     direction="inbound",
                     content=f"hello {i}",
                     sent_at=last_year if i == 0 else utcnow(),
@@ -202,6 +203,7 @@ async def test_statistics_count_the_accounts_rows(
                     type="text",
                     attachments=[],
                     is_from_bot=False,
+                    status="received",
                 )
                 for i in range(3)
             ],
