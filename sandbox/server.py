@@ -73,13 +73,17 @@ class RunningSandbox(RunningServer):
         return SandboxAdmin(self.url)
 
 
-def _start(app: Any, host: str, port: int) -> tuple[uvicorn.Server, threading.Thread, str]:
+def _start(
+    app: Any, host: str, port: int, lifespan: str = "off"
+) -> tuple[uvicorn.Server, threading.Thread, str]:
     # Binding here (not in uvicorn) tells us the port the OS chose before the server starts.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, access_log=False, lifespan=lifespan)
+    )
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="mktx-server", daemon=True
     )
@@ -94,9 +98,11 @@ def _start(app: Any, host: str, port: int) -> tuple[uvicorn.Server, threading.Th
     return server, thread, f"http://{host}:{bound_port}"
 
 
-def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
-    """Serve any ASGI app (e.g. a test's webhook receiver) on a free port."""
-    return RunningServer(*_start(app, host, port))
+def serve_in_thread(
+    app: Any, host: str = "127.0.0.1", port: int = 0, lifespan: str = "off"
+) -> RunningServer:
+    """Serve any ASGI app (a test's webhook receiver, the API itself) on a free port."""
+    return RunningServer(*_start(app, host, port, lifespan))
 
 
 def start_sandbox_thread(

@@ -30,7 +30,7 @@ from mktx.settings import Environment, Settings  # noqa: E402
 from models.db import SessionMaker, make_engine, make_sessionmaker  # noqa: E402
 from sandbox.admin import SandboxAdmin  # noqa: E402
 from sandbox.app import SandboxConfig  # noqa: E402
-from sandbox.server import RunningSandbox, start_sandbox_thread  # noqa: E402
+from sandbox.server import RunningSandbox, serve_in_thread, start_sandbox_thread  # noqa: E402
 from services.auth import Role, issue_token  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.ids import SEARCH_ATTRIBUTES  # noqa: E402
@@ -172,6 +172,16 @@ async def app_client(settings: Settings, worker: None) -> AsyncIterator[httpx.As
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://mktx.test") as client:
             yield client
+
+
+@pytest.fixture(scope="session")
+async def live_api(settings: Settings, worker: None, sandbox: RunningSandbox) -> AsyncIterator[str]:
+    """The API listening on a real port, and the sandbox's webhook pointed at it, so that
+    simulated X events arrive over HTTP as they would from X."""
+    server = serve_in_thread(create_app(settings), lifespan="on")
+    await SandboxAdmin(sandbox.url).set_webhook_url(f"{server.url}{BASE_PATH}/webhooks/twitter")
+    yield server.url
+    server.stop()
 
 
 @dataclass
