@@ -52,7 +52,7 @@ async def reserve_send_quota(
     )
     now = utcnow()
     since = now - WINDOW
-    checks = [("direct message", limits.dm_per_24h, None)]
+    checks: list[tuple[str, int, SendKind | None]] = [("direct message", limits.dm_per_24h, None)]
     if kind is SendKind.campaign:
         checks.append(("campaign", limits.campaign_per_24h, SendKind.campaign))
     for label, limit, only_kind in checks:
