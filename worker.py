@@ -11,39 +11,48 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.accounts import AccountActivities
+import activities.accounts
+import activities.listeners
+import activities.messaging
+import workflows.accounts
+import workflows.contact_reply
+import workflows.messaging
+from activities.deps import WorkerDeps
 from integrations.x import x_client_from_settings
 from mktx.logs import configure_logging
 from mktx.secrets import SecretBox
 from mktx.settings import Settings, load_settings
 from mktx.temporal import connect_temporal, ensure_search_attributes
-from models.db import make_engine, make_sessionmaker
-from workflows.accounts import WORKFLOWS as ACCOUNT_WORKFLOWS
+from models.db import SessionMaker, make_engine, make_sessionmaker
 
 logger = logging.getLogger("worker")
 
-ALL_WORKFLOWS: Sequence[type] = [*ACCOUNT_WORKFLOWS]
+# Each workflows module lists its workflows; each activities module builds its activities.
+ALL_WORKFLOWS: Sequence[type] = [
+    *workflows.accounts.WORKFLOWS,
+    *workflows.messaging.WORKFLOWS,
+    *workflows.contact_reply.WORKFLOWS,
+]
+ACTIVITY_BUILDERS: Sequence[Callable[[WorkerDeps], list[Callable[..., Any]]]] = [
+    activities.accounts.build,
+    activities.messaging.build,
+    activities.listeners.build,
+]
 
 
-def build_activities(settings: Settings, sessions: Any) -> list[Callable[..., Any]]:
-    x = x_client_from_settings(settings)
-    secrets = SecretBox.from_settings(settings)
-    accounts = AccountActivities(sessions, x, secrets)
-    return [
-        accounts.subscribe_to_account_activity,
-        accounts.mark_subscription_failed,
-        accounts.unsubscribe_from_account_activity,
-        accounts.revoke_token,
-        accounts.erase_tokens,
-    ]
-
-
-def build_worker(client: Client, settings: Settings, sessions: Any) -> Worker:
+def build_worker(client: Client, settings: Settings, sessions: SessionMaker) -> Worker:
+    deps = WorkerDeps(
+        settings=settings,
+        sessions=sessions,
+        x=x_client_from_settings(settings),
+        secrets=SecretBox.from_settings(settings),
+        temporal=client,
+    )
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=list(ALL_WORKFLOWS),
-        activities=build_activities(settings, sessions),
+        activities=[activity for build in ACTIVITY_BUILDERS for activity in build(deps)],
     )
 
 

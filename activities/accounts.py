@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import func, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deps import WorkerDeps
 from activities.x_failures import application_error_from_x
 from integrations.x import XClient, XError, XTokenRevoked
 from mktx.secrets import SecretBox
@@ -161,3 +164,15 @@ class AccountActivities:
                 )
             )
         logger.warning("account.token_refused", extra={"account_id": str(account_id)})
+
+
+def build(deps: WorkerDeps) -> list[Callable[..., Any]]:
+    """The account activities the worker registers."""
+    accounts = AccountActivities(deps.sessions, deps.x, deps.secrets)
+    return [
+        accounts.subscribe_to_account_activity,
+        accounts.mark_subscription_failed,
+        accounts.unsubscribe_from_account_activity,
+        accounts.revoke_token,
+        accounts.erase_tokens,
+    ]

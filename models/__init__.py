@@ -6,6 +6,7 @@ Importing this package registers every table on `SQLModel.metadata` (Alembic rea
 from models.account import XAccount
 from models.contact import Contact, ContactDeletion
 from models.conversation import Conversation, Message
+from models.listener import WorkflowListener
 from models.quota import SendReservation
 from models.rate_limit import RATE_LIMIT_TABLE
 from models.webhook_event import WebhookEvent
@@ -18,5 +19,6 @@ __all__ = [
     "Message",
     "SendReservation",
     "WebhookEvent",
+    "WorkflowListener",
     "XAccount",
 ]

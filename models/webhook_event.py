@@ -18,7 +18,9 @@ class WebhookEvent(SQLModel, table=True):
     __table_args__ = (
         # X retries and duplicates: the same event is stored (and processed) once.
         UniqueConstraint("dedup_key", name="uq_webhook_events_dedup"),
-        Index("ix_webhook_events_unprocessed", "received_at", postgresql_where="processed_at IS NULL"),
+        Index(
+            "ix_webhook_events_unprocessed", "received_at", postgresql_where="processed_at IS NULL"
+        ),
         Index("ix_webhook_events_merchant_subject", "merchant_id", "subject_user_id"),
         Index("ix_webhook_events_contact", "contact_id"),
     )

@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import uvicorn
 
@@ -74,7 +74,7 @@ class RunningSandbox(RunningServer):
 
 
 def _start(
-    app: Any, host: str, port: int, lifespan: str = "off"
+    app: Any, host: str, port: int, lifespan: Literal["auto", "on", "off"] = "off"
 ) -> tuple[uvicorn.Server, threading.Thread, str]:
     # Binding here (not in uvicorn) tells us the port the OS chose before the server starts.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -99,7 +99,7 @@ def _start(
 
 
 def serve_in_thread(
-    app: Any, host: str = "127.0.0.1", port: int = 0, lifespan: str = "off"
+    app: Any, host: str = "127.0.0.1", port: int = 0, lifespan: Literal["auto", "on", "off"] = "off"
 ) -> RunningServer:
     """Serve any ASGI app (a test's webhook receiver, the API itself) on a free port."""
     return RunningServer(*_start(app, host, port, lifespan))

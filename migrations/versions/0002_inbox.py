@@ -20,6 +20,24 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table(
+        "workflow_listeners",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("merchant_id", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+        sa.Column("contact_id", sa.Uuid(), nullable=False),
+        sa.Column("workflow_id", sqlmodel.sql.sqltypes.AutoString(length=256), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("workflow_id", "contact_id", name="uq_workflow_listeners_workflow"),
+    )
+    op.create_index(
+        "ix_workflow_listeners_contact",
+        "workflow_listeners",
+        ["merchant_id", "contact_id"],
+        unique=False,
+    )
+    op.create_table(
         "contact_deletions",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("merchant_id", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
@@ -164,6 +182,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_workflow_listeners_contact", table_name="workflow_listeners")
+    op.drop_table("workflow_listeners")
     op.drop_constraint("fk_messages_contact", "messages", type_="foreignkey")
     op.drop_index("ix_messages_merchant_contact", table_name="messages")
     op.drop_column("messages", "sent_by_user_id")

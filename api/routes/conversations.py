@@ -1,0 +1,5 @@
+"""Placeholder: filled in by the inbox work."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/conversations", tags=["conversations"])
