@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import func, update
+from sqlmodel import col
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -58,7 +59,7 @@ class AccountActivities:
         """Subscribe the account to the webhook, then record it (both steps are idempotent)."""
         async with self._sessions() as session:
             try:
-                account, credentials = await load_credentials(
+                _, credentials = await load_credentials(
                     session, self._secrets, request.account_id, allow_disconnected=False
                 )
             except AccountNotUsable as exc:
@@ -70,35 +71,25 @@ class AccountActivities:
                 self._x.subscribe_account_activity, credentials, request.webhook_id
             )
         except XTokenRevoked as exc:
-            await self._mark_token_refused(request.account_id, exc)
+            await self._mark_token_refused(request.account_id)
             raise application_error_from_x(exc) from None
         except XError as exc:
             raise application_error_from_x(exc) from None
-        async with self._sessions() as session, session.begin():
-            await session.execute(
-                update(XAccount)
-                .where(XAccount.id == request.account_id)  # type: ignore[arg-type]
-                .values(
-                    subscription_status=SubscriptionStatus.subscribed,
-                    webhook_id=request.webhook_id,
-                    updated_at=utcnow(),
-                )
-            )
+        await self._update_account(
+            request.account_id,
+            subscription_status=SubscriptionStatus.subscribed,
+            webhook_id=request.webhook_id,
+        )
         logger.info("account.subscribed", extra={"account_id": str(request.account_id)})
 
     @activity.defn(name="account.mark_subscription_failed")
     async def mark_subscription_failed(self, request: MarkSubscriptionFailedInput) -> None:
-        async with self._sessions() as session, session.begin():
-            await session.execute(
-                update(XAccount)
-                .where(XAccount.id == request.account_id)  # type: ignore[arg-type]
-                .values(
-                    subscription_status=SubscriptionStatus.failed,
-                    # keep a more specific reason recorded by the failing activity
-                    status_reason=func.coalesce(XAccount.status_reason, request.reason[:512]),
-                    updated_at=utcnow(),
-                )
-            )
+        await self._update_account(
+            request.account_id,
+            subscription_status=SubscriptionStatus.failed,
+            # keep a more specific reason recorded by the failing activity
+            status_reason=func.coalesce(XAccount.status_reason, request.reason[:512]),
+        )
 
     @activity.defn(name="account.unsubscribe_from_account_activity")
     async def unsubscribe_from_account_activity(self, request: UnsubscribeInput) -> None:
@@ -113,12 +104,9 @@ class AccountActivities:
             )
         except XError as exc:
             raise application_error_from_x(exc) from None
-        async with self._sessions() as session, session.begin():
-            await session.execute(
-                update(XAccount)
-                .where(XAccount.id == request.account_id)  # type: ignore[arg-type]
-                .values(subscription_status=SubscriptionStatus.unsubscribed, updated_at=utcnow())
-            )
+        await self._update_account(
+            request.account_id, subscription_status=SubscriptionStatus.unsubscribed
+        )
 
     @activity.defn(name="account.revoke_token")
     async def revoke_token(self, request: RevokeTokenInput) -> bool:
@@ -138,31 +126,27 @@ class AccountActivities:
 
     @activity.defn(name="account.erase_tokens")
     async def erase_tokens(self, request: EraseTokensInput) -> None:
+        await self._update_account(
+            request.account_id, oauth_token_encrypted=None, oauth_token_secret_encrypted=None
+        )
+
+    async def _update_account(self, account_id: uuid.UUID, **values: Any) -> None:
         async with self._sessions() as session, session.begin():
             await session.execute(
                 update(XAccount)
-                .where(XAccount.id == request.account_id)  # type: ignore[arg-type]
-                .values(
-                    oauth_token_encrypted=None,
-                    oauth_token_secret_encrypted=None,
-                    updated_at=utcnow(),
-                )
+                .where(col(XAccount.id) == account_id)
+                .values(**values, updated_at=utcnow())
             )
 
-    async def _mark_token_refused(self, account_id: uuid.UUID, exc: XError) -> None:
-        async with self._sessions() as session, session.begin():
-            await session.execute(
-                update(XAccount)
-                .where(XAccount.id == account_id)  # type: ignore[arg-type]
-                .values(
-                    status=AccountStatus.error,
-                    status_reason=(
-                        "X no longer accepts this account's token (revoked or expired); "
-                        "connect the account again"
-                    ),
-                    updated_at=utcnow(),
-                )
-            )
+    async def _mark_token_refused(self, account_id: uuid.UUID) -> None:
+        await self._update_account(
+            account_id,
+            status=AccountStatus.error,
+            status_reason=(
+                "X no longer accepts this account's token (revoked or expired); "
+                "connect the account again"
+            ),
+        )
         logger.warning("account.token_refused", extra={"account_id": str(account_id)})
 
 
