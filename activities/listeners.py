@@ -1,12 +1,66 @@
-"""Placeholder: filled in by the inbox work."""
+"""Listener registration for workflows that wait on a contact (see services/listeners.py)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
 from activities.deps import WorkerDeps
+from models.db import SessionMaker
+from services.errors import NotFound
+from services.listeners import register_listener, unregister_listener
+
+
+class RegisterListenerInput(BaseModel):
+    merchant_id: str
+    contact_id: uuid.UUID
+    workflow_id: str
+    expires_at: datetime
+
+
+class UnregisterListenerInput(BaseModel):
+    workflow_id: str
+    contact_id: uuid.UUID | None = None  # None: every contact the workflow listens to
+
+
+class ListenerActivities:
+    def __init__(self, sessions: SessionMaker) -> None:
+        self._sessions = sessions
+
+    @activity.defn(name="listener.register")
+    async def register(self, request: RegisterListenerInput) -> None:
+        """Listen to the contact; a contact that is gone (or another merchant's) is final."""
+        async with self._sessions() as session, session.begin():
+            try:
+                await register_listener(
+                    session,
+                    merchant_id=request.merchant_id,
+                    contact_id=request.contact_id,
+                    workflow_id=request.workflow_id,
+                    expires_at=request.expires_at,
+                )
+            except NotFound:
+                raise ApplicationError(
+                    f"contact {request.contact_id} not found",
+                    type="ContactNotFound",
+                    non_retryable=True,
+                ) from None
+
+    @activity.defn(name="listener.unregister")
+    async def unregister(self, request: UnregisterListenerInput) -> int:
+        async with self._sessions() as session, session.begin():
+            return await unregister_listener(
+                session, workflow_id=request.workflow_id, contact_id=request.contact_id
+            )
 
 
 def build(deps: WorkerDeps) -> list[Callable[..., Any]]:
-    return []
+    """The listener activities the worker registers."""
+    listeners = ListenerActivities(deps.sessions)
+    return [listeners.register, listeners.unregister]

@@ -13,7 +13,15 @@ from api.context import AppContext, TemporalConnection
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.rate_limit import RateLimiter
-from api.routes import accounts, contacts, conversations, operations, webhooks
+from api.routes import (
+    accounts,
+    contacts,
+    conversations,
+    operations,
+    segments,
+    templates,
+    webhooks,
+)
 from integrations.x import x_client_from_settings
 from mktx.logs import configure_logging
 from mktx.secrets import SecretBox
@@ -80,7 +88,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     app.include_router(operations.probes)
     app.include_router(operations.router, prefix=BASE_PATH)
-    for router in (accounts.router, contacts.router, conversations.router, webhooks.router):
+    for router in (
+        accounts.router,
+        contacts.router,
+        conversations.router,
+        webhooks.router,
+        templates.router,
+        segments.router,
+    ):
         app.include_router(router, prefix=BASE_PATH)
     return app
 

@@ -9,6 +9,8 @@ from models.conversation import Conversation, Message
 from models.listener import WorkflowListener
 from models.quota import SendReservation
 from models.rate_limit import RATE_LIMIT_TABLE
+from models.segment import Segment
+from models.template import Template
 from models.webhook_event import WebhookEvent
 
 __all__ = [
@@ -17,7 +19,9 @@ __all__ = [
     "ContactDeletion",
     "Conversation",
     "Message",
+    "Segment",
     "SendReservation",
+    "Template",
     "WebhookEvent",
     "WorkflowListener",
     "XAccount",

@@ -5,12 +5,15 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field as PydanticField
+from pydantic import StringConstraints
 from sqlalchemy import Column, Computed, DateTime, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlmodel import Field
 
+from models.camel import CamelModel
 from models.db import TenantRow
 
 
@@ -75,3 +78,84 @@ class ContactDeletion(TenantRow, table=True):
     account_id: uuid.UUID
     deleted_by_user_id: str = Field(max_length=128)
     removed: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+
+
+# API schemas -------------------------------------------------------------------------------
+
+
+class ContactPublic(CamelModel):
+    id: uuid.UUID
+    account_id: uuid.UUID
+    twitter_user_id: str
+    username: str | None
+    display_name: str | None
+    profile_image_url: str | None
+    tags: list[str]
+    attributes: dict[str, Any]
+    source: ContactSource
+    opted_out: bool
+    opted_out_at: datetime | None
+    conversation_count: int
+    first_interaction_at: datetime | None
+    last_interaction_at: datetime | None
+    created_at: datetime
+
+
+class ContactEngagement(CamelModel):
+    messages_sent: int  # outbound messages, failed ones excluded
+    messages_received: int  # inbound messages
+    # How long the contact waited for a reply, averaged: "45s", "5m 30s", "2h 5m", "1d 3h".
+    average_response_time: str | None
+    average_response_seconds: float | None
+
+
+class ContactDetail(ContactPublic):
+    engagement: ContactEngagement
+
+
+class ContactUpdate(CamelModel):
+    """`displayName` replaces (null clears it); `attributes` are merged into the existing ones."""
+
+    display_name: Annotated[str, StringConstraints(max_length=256)] | None = None
+    attributes: dict[str, Any] | None = None
+
+
+class ContactTagsAdd(CamelModel):
+    tags: Annotated[list[str], PydanticField(min_length=1, max_length=100)]
+
+
+class ContactAttributesReplace(CamelModel):
+    attributes: dict[str, Any]
+
+
+class ContactConversation(CamelModel):
+    id: uuid.UUID
+    contact_id: uuid.UUID
+    account_id: uuid.UUID
+    status: str
+    channel: str
+    assigned_to_user_id: str | None
+    message_count: int
+    started_at: datetime
+    last_message_at: datetime | None
+    closed_at: datetime | None
+
+
+class ContactErased(CamelModel):
+    contact_id: uuid.UUID
+    removed: dict[str, int]
+    workflows_stopped: int
+
+
+class ImportRejection(CamelModel):
+    row: int  # 1 = the first contact record (CSV header and blank lines not counted)
+    reason: str
+
+
+class ContactImportResult(CamelModel):
+    received: int  # records read from the body
+    created: int
+    updated: int
+    unchanged: int  # already present with the same data: re-importing a file changes nothing
+    rejected: list[ImportRejection]  # the first ones only; rejectedCount has them all
+    rejected_count: int

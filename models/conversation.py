@@ -5,12 +5,15 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from annotated_types import MaxLen
+from pydantic import AnyHttpUrl, StringConstraints
 from sqlalchemy import Column, DateTime, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
+from models.camel import CamelModel
 from models.db import TenantRow, utcnow
 
 
@@ -94,3 +97,72 @@ class Message(TenantRow, table=True):
     status: MessageStatus = Field(default=MessageStatus.received, sa_type=String(16))  # type: ignore[call-overload]
     error: str | None = Field(default=None, max_length=1024)
     sent_by_user_id: str | None = Field(default=None, max_length=128)
+
+
+# API schemas -------------------------------------------------------------------------------
+
+MAX_DM_TEXT = 10_000  # X's limit on a DM's text
+
+
+class ConversationContact(CamelModel):
+    username: str | None
+    display_name: str | None
+
+
+class ConversationPublic(CamelModel):
+    id: uuid.UUID
+    contact_id: uuid.UUID
+    account_id: uuid.UUID
+    status: ConversationStatus
+    channel: str
+    assigned_to_user_id: str | None
+    message_count: int
+    started_at: datetime
+    last_message_at: datetime | None
+    closed_at: datetime | None
+    close_reason: str | None
+    contact: ConversationContact | None = None
+
+
+class MessagePublic(CamelModel):
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    direction: MessageDirection
+    type: str
+    content: str
+    attachments: list[dict[str, Any]]
+    is_from_bot: bool
+    status: MessageStatus
+    twitter_message_id: str | None
+    sent_at: datetime
+    read_at: datetime | None
+    error: str | None
+    sent_by_user_id: str | None
+
+
+class ConversationDetail(ConversationPublic):
+    messages: list[MessagePublic] | None = None  # null when includeMessages=false
+
+
+class AttachmentIn(CamelModel):
+    type: Literal["image", "video", "gif", "file", "link"]
+    url: AnyHttpUrl
+
+
+class MessageSend(CamelModel):
+    # The 10,000-character limit is checked by the send path (400 VALIDATION_ERROR, as the spec
+    # says), not here, so that every sender (inbox, campaigns, flows) answers the same way.
+    content: str
+    type: Literal["text", "image", "video", "gif", "file"] = "text"
+    attachments: Annotated[list[AttachmentIn], MaxLen(4)] = []
+
+
+class ConversationClose(CamelModel):
+    reason: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+        | None
+    ) = None
+
+
+class ConversationAssign(CamelModel):
+    user_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]

@@ -107,6 +107,19 @@ async def release_send_quota(session: AsyncSession, reservation_id: uuid.UUID) -
     await session.execute(delete(SendReservation).where(col(SendReservation.id) == reservation_id))
 
 
+async def release_message_quota(
+    session: AsyncSession, message_id: uuid.UUID, account_id: uuid.UUID
+) -> int:
+    """Give back the slot a message reserved when X refused it for good (it was never sent)."""
+    result = await session.execute(
+        delete(SendReservation).where(
+            col(SendReservation.account_id) == account_id,  # served by the account index
+            col(SendReservation.message_id) == message_id,
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 async def quota_usage(session: AsyncSession, account_id: uuid.UUID) -> int:
     since = utcnow() - WINDOW
     statement = select(func.count()).where(

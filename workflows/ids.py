@@ -10,6 +10,10 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSear
 
 DEFAULT_TASK_QUEUE = "mkt-x"
 
+# Every workflow that listens to a contact declares `@workflow.signal(name=CONTACT_EVENT_SIGNAL)`;
+# webhook ingestion sends it a `services.listeners.ContactEvent`.
+CONTACT_EVENT_SIGNAL = "contact_event"
+
 MERCHANT_ID = SearchAttributeKey.for_keyword("MerchantId")
 ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
 CAMPAIGN_ID = SearchAttributeKey.for_keyword("CampaignId")
@@ -43,6 +47,35 @@ def flow_id(flow_id: str, contact_id: str) -> str:
 
 def escalation_id(conversation_id: str) -> str:
     return f"escalation:{conversation_id}"
+
+
+def send_message_id(message_id: str) -> str:
+    return f"message-send:{message_id}"
+
+
+def message_attributes(merchant_id: str, account_id: str, contact_id: str) -> TypedSearchAttributes:
+    """A send: filterable by merchant, account and the contact it goes to."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(MERCHANT_ID, merchant_id),
+            SearchAttributePair(ACCOUNT_ID, account_id),
+            SearchAttributePair(CONTACT_ID, contact_id),
+        ]
+    )
+
+
+def contact_reply_id(contact_id: str, key: str) -> str:
+    """A workflow waiting for one reply of a contact; `key` tells apart waits on the same contact."""
+    return f"contact-reply:{contact_id}:{key}"
+
+
+def contact_attributes(merchant_id: str, contact_id: str) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(MERCHANT_ID, merchant_id),
+            SearchAttributePair(CONTACT_ID, contact_id),
+        ]
+    )
 
 
 def account_attributes(merchant_id: str, account_id: str) -> TypedSearchAttributes:

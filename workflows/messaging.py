@@ -1,3 +1,124 @@
-"""Placeholder: filled in by the inbox work."""
+"""Durable delivery of one outbound DM: retried while X is down or rate-limiting, settled as
+failed when X refuses it. Id: `message-send:{messageId}`."""
 
-WORKFLOWS: list[type] = []
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.messaging import (
+        MessagingActivities,
+        RecordFailureInput,
+        SendMessageActivityInput,
+    )
+
+# X down: retried with backoff up to a minute apart; X 429: retried at X's reset time (the
+# activity's error says when). X's refusals are final.
+SEND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    non_retryable_error_types=[
+        "MessageGone",
+        "MessageFailed",
+        "AccountNotUsable",
+        "XTokenRevoked",
+        "XInvalidCredentials",
+        "XForbidden",
+        "XRequestRejected",
+    ],
+)
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
+# One attempt: a look at X's DM events (after an unknown outcome) plus the send itself.
+ATTEMPT_TIMEOUT = timedelta(seconds=60)
+# A DM X has not taken within a day is reported failed rather than sent late.
+DELIVERY_DEADLINE = timedelta(hours=24)
+
+
+class SendOutcome(StrEnum):
+    sent = "sent"
+    failed = "failed"
+
+
+class SendMessageInput(BaseModel):
+    merchant_id: str
+    message_id: uuid.UUID
+
+
+class SendMessageResult(BaseModel):
+    outcome: SendOutcome
+    twitter_message_id: str | None = None
+    sent_at: datetime | None = None
+    reason: str | None = None  # X's own words when X refused
+    error_type: str | None = None  # e.g. XForbidden, XTokenRevoked, AccountNotUsable
+    x_status: int | None = None
+
+
+@workflow.defn(name="SendMessage")
+class SendMessageWorkflow:
+    @workflow.run
+    async def run(self, request: SendMessageInput) -> SendMessageResult:
+        try:
+            sent = await workflow.execute_activity_method(
+                MessagingActivities.send_message,
+                SendMessageActivityInput(
+                    merchant_id=request.merchant_id, message_id=request.message_id
+                ),
+                start_to_close_timeout=ATTEMPT_TIMEOUT,
+                schedule_to_close_timeout=DELIVERY_DEADLINE,
+                retry_policy=SEND_RETRY,
+            )
+        except ActivityError as err:
+            result = _failure(err)
+            await workflow.execute_activity_method(
+                MessagingActivities.record_failure,
+                RecordFailureInput(
+                    merchant_id=request.merchant_id,
+                    message_id=request.message_id,
+                    reason=result.reason or "not delivered",
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=DB_RETRY,
+            )
+            return result
+        return SendMessageResult(
+            outcome=SendOutcome.sent,
+            twitter_message_id=sent.twitter_message_id,
+            sent_at=sent.sent_at,
+        )
+
+
+def _failure(err: ActivityError) -> SendMessageResult:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        details: dict[str, Any] = {}
+        if cause.details and isinstance(cause.details[0], dict):
+            details = cause.details[0]
+        reason = details.get("reason") or cause.message
+        x_status = details.get("x_status")
+        return SendMessageResult(
+            outcome=SendOutcome.failed,
+            reason=str(reason),
+            error_type=cause.type,
+            x_status=x_status if isinstance(x_status, int) else None,
+        )
+    if isinstance(cause, TimeoutError):
+        return SendMessageResult(
+            outcome=SendOutcome.failed,
+            reason="X did not accept the message within 24 hours",
+            error_type="DeliveryDeadline",
+        )
+    return SendMessageResult(outcome=SendOutcome.failed, reason=str(cause or err))
+
+
+WORKFLOWS: list[type] = [SendMessageWorkflow]

@@ -1,0 +1,126 @@
+"""Building blocks for conversation tests: a connected shop account, and conversations made
+as rows (as ingestion would leave them) with a real sandbox user as the contact."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import col, select
+
+from models.contact import Contact, ContactSource
+from models.conversation import Conversation, ConversationStatus, Message, MessageDirection
+from models.db import SessionMaker, utcnow
+from sandbox.admin import SandboxAdmin, SandboxUser
+from tests.conftest import Api
+
+
+@dataclass(frozen=True)
+class Shop:
+    account_id: str
+    user: SandboxUser
+
+
+@dataclass(frozen=True)
+class Thread:
+    id: str
+    contact_id: str
+    customer: SandboxUser
+
+
+async def connect_shop(api: Api, x_admin: SandboxAdmin) -> Shop:
+    user = await x_admin.create_user(username=f"shop_{uuid.uuid4().hex[:8]}", name="Shop")
+    response = await api.post(
+        "/accounts",
+        json={"oauthToken": user.access_token, "oauthTokenSecret": user.access_token_secret},
+    )
+    assert response.status_code == 200, response.text
+    return Shop(account_id=response.json()["data"]["id"], user=user)
+
+
+async def open_thread(
+    sessions: SessionMaker,
+    x_admin: SandboxAdmin,
+    merchant_id: str,
+    shop: Shop,
+    *,
+    status: ConversationStatus = ConversationStatus.open,
+    last_message_at: datetime | None = None,
+    started_at: datetime | None = None,
+    assigned_to: str | None = None,
+    name: str = "Customer",
+    customer: SandboxUser | None = None,
+) -> Thread:
+    customer = customer or await x_admin.create_user(
+        username=f"cust_{uuid.uuid4().hex[:8]}", name=name
+    )
+    account_id = uuid.UUID(shop.account_id)
+    async with sessions() as session, session.begin():
+        contact = (
+            await session.exec(
+                select(Contact).where(
+                    col(Contact.account_id) == account_id,
+                    col(Contact.twitter_user_id) == customer.id,
+                )
+            )
+        ).first()
+        contact_id = contact.id if contact is not None else None
+        if contact_id is None:
+            row = Contact(
+                merchant_id=merchant_id,
+                account_id=account_id,
+                twitter_user_id=customer.id,
+                username=customer.username,
+                display_name=customer.name,
+                source=ContactSource.inbound_message,
+                conversation_count=1,
+            )
+            session.add(row)
+            await session.flush()
+            contact_id = row.id
+        conversation = Conversation(
+            merchant_id=merchant_id,
+            account_id=account_id,
+            contact_id=contact_id,
+            status=status,
+            started_at=started_at or utcnow(),
+            last_message_at=last_message_at,
+            closed_at=utcnow() if status == ConversationStatus.closed else None,
+            assigned_to_user_id=assigned_to,
+        )
+        session.add(conversation)
+        await session.flush()
+        return Thread(id=str(conversation.id), contact_id=str(contact_id), customer=customer)
+
+
+async def add_message(
+    sessions: SessionMaker,
+    merchant_id: str,
+    shop: Shop,
+    thread: Thread,
+    *,
+    content: str,
+    sent_at: datetime,
+    direction: MessageDirection = MessageDirection.inbound,
+    **fields: Any,
+) -> str:
+    async with sessions() as session, session.begin():
+        message = Message(
+            merchant_id=merchant_id,
+            conversation_id=uuid.UUID(thread.id),
+            account_id=uuid.UUID(shop.account_id),
+            contact_id=uuid.UUID(thread.contact_id),
+            direction=direction,
+            content=content,
+            sent_at=sent_at,
+            **fields,
+        )
+        session.add(message)
+        conversation = await session.get(Conversation, uuid.UUID(thread.id))
+        assert conversation is not None
+        conversation.message_count += 1
+        conversation.last_message_at = max(conversation.last_message_at or sent_at, sent_at)
+        await session.flush()
+        return str(message.id)
