@@ -71,6 +71,7 @@ def require(permission: Permission) -> Callable[[Principal], Principal]:
 
 ReaderDep = Annotated[Principal, Depends(require(Permission.read))]
 AccountAdminDep = Annotated[Principal, Depends(require(Permission.manage_accounts))]
+MarketingDep = Annotated[Principal, Depends(require(Permission.manage_marketing))]
 
 
 async def get_temporal(context: ContextDep) -> Client:

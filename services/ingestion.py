@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import logging
 import uuid
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from psycopg import Error as DriverError
+from psycopg import OperationalError as DriverOperationalError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mktx.settings import Settings
 from models.db import SessionMaker, utcnow
@@ -78,25 +80,43 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
 
 
-async def ingest_payload(engine: AsyncEngine, settings: Settings, body: Any) -> IngestResult:
+class ConnectionSource(Protocol):
+    """Where ingestion gets a connection: an AsyncEngine, or IngestionConnections."""
+
+    def connect(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+
+
+async def ingest_payload(
+    connections: ConnectionSource, settings: Settings, body: Any
+) -> IngestResult:
     """Store and apply every event of a verified payload. Raises MalformedPayload (not an
     Account Activity payload) and ServiceUnavailable (the database cannot store it: X retries)."""
     events = split_payload(body)
     result = IngestResult(received=len(events))
     for event in events:
-        await _ingest_one(engine, settings, event, result)
+        await _ingest_one(connections, settings, event, result)
     return result
 
 
 async def _ingest_one(
-    engine: AsyncEngine, settings: Settings, event: IncomingEvent, result: IngestResult
+    connections: ConnectionSource, settings: Settings, event: IncomingEvent, result: IngestResult
 ) -> None:
     now = utcnow()
-    try:
-        async with engine.connect() as connection:
-            applied = await ingest_event(connection, settings, event, now)
-    except Exception as exc:  # any failure to apply: keep the raw event with its error
-        await _store_failed(engine, event, now, exc, result)
+    failure: Exception | None = None
+    for _ in range(2):
+        try:
+            async with connections.connect() as connection:
+                applied = await ingest_event(connection, settings, event, now)
+        except DriverOperationalError as exc:
+            failure = exc  # e.g. a kept connection the server closed meanwhile: once more
+            continue
+        except Exception as exc:  # any failure to apply: keep the raw event with its error
+            failure = exc
+            break
+        failure = None
+        break
+    if failure is not None:
+        await _store_failed(connections, event, now, failure, result)
         return
     if applied.route is None:
         result.duplicates += 1
@@ -112,7 +132,7 @@ async def _ingest_one(
 
 
 async def _store_failed(
-    engine: AsyncEngine,
+    connections: ConnectionSource,
     event: IncomingEvent,
     now: datetime,
     failure: BaseException,
@@ -122,7 +142,7 @@ async def _store_failed(
     params = event_params(event, now, uuid.uuid4())
     params.update(settled=unusable, error=_describe(failure))
     try:
-        async with engine.connect() as connection:
+        async with connections.connect() as connection:
             row = await fetch_one_autocommit(connection, sql.STORE_FAILED, params)
     except DATABASE_ERRORS as exc:
         logger.warning(

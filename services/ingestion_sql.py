@@ -16,7 +16,9 @@ One statement, sent in autocommit, is one round trip: what lets one API process 
 
 from __future__ import annotations
 
-from typing import LiteralString
+from typing import LiteralString, cast
+
+from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
 
 _INGEST_HEAD: LiteralString = """
 WITH raw AS (
@@ -49,7 +51,7 @@ WITH raw AS (
 
 # An event that could not be applied, kept with its error (processed_at NULL: to reprocess,
 # unless `settled`: X sent something unusable).
-STORE_FAILED: LiteralString = """
+STORE_FAILED_SQL: LiteralString = """
 INSERT INTO webhook_events (
     id, merchant_id, account_id, for_user_id, event_type, dedup_key, subject_user_id,
     payload, received_at, processed_at, error)
@@ -243,13 +245,21 @@ SELECT raw.id, raw.merchant_id, raw.account_id FROM raw
 """
 
 
+def _compact(statement: LiteralString) -> LiteralString:
+    """One space for every run of whitespace (the SQL has no literal that minds): psycopg
+    caches its parsing of statements up to 4 kB only, and this one is run for every event."""
+    return cast(LiteralString, " ".join(statement.split()))
+
+
 class Statement:
     """One ingestion statement, in its ingest and reprocess forms."""
 
     def __init__(self, name: str, body: LiteralString) -> None:
         self.name = name
-        self.ingest: LiteralString = _INGEST_HEAD + body
-        self.reprocess: LiteralString = _REPROCESS_HEAD + body
+        self.ingest: LiteralString = _compact(_INGEST_HEAD + body)
+        self.reprocess: LiteralString = _compact(_REPROCESS_HEAD + body)
+        if len(self.ingest) > MAX_CACHED_STATEMENT_LENGTH:  # would be parsed on every run
+            raise ValueError(f"ingestion statement {name!r} is over psycopg's cache limit")
 
 
 MESSAGE = Statement("message", _MESSAGE_BODY)
@@ -258,3 +268,4 @@ UNFOLLOW = Statement("unfollow", _UNFOLLOW_BODY)
 READ = Statement("read", _READ_BODY)
 REVOKE = Statement("revoke", _REVOKE_BODY)
 NOTHING = Statement("nothing", _NOTHING_BODY)
+STORE_FAILED = _compact(STORE_FAILED_SQL)

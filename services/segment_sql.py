@@ -41,6 +41,7 @@ from sqlalchemy.types import String
 
 from models.contact import Contact, ContactSource
 from models.segment import SegmentCondition, SegmentMatch, SegmentOperator
+from services.contact_fields import tag_problem
 from services.errors import ValidationFailed
 
 Op = SegmentOperator
@@ -140,10 +141,10 @@ def _string(at: _At, value: Any) -> str:
 
 
 def _tag(at: _At, value: Any) -> str:
-    # Contacts store tags trimmed and lowercased; a condition on "VIP " means the tag "vip".
-    tag = " ".join(_string(at, value).split()).lower()
-    if not tag:
-        raise at.bad_value("a tag must not be blank")
+    # Normalised as contacts store them: a condition on "VIP " means the tag "vip".
+    tag, problem = tag_problem(_string(at, value))
+    if tag is None:
+        raise at.bad_value(problem or "invalid tag")
     return tag
 
 

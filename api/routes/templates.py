@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from api.deps import ReaderDep, SessionDep, require
+from api.deps import MarketingDep, ReaderDep, SessionDep
 from api.envelope import Envelope, Page, error_responses, ok
 from api.pagination import PageDep
 from models.template import (
@@ -20,11 +20,8 @@ from models.template import (
     TemplateUpdate,
 )
 from services import templates as template_service
-from services.auth import Permission, Principal
 
 router = APIRouter(prefix="/templates", tags=["templates"])
-
-MarketingDep = Annotated[Principal, Depends(require(Permission.manage_marketing))]
 
 
 async def load_template(

@@ -6,10 +6,11 @@ against the raw body before anything is parsed or stored.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -23,11 +24,23 @@ from api.envelope import Envelope, error_responses
 from models.camel import CamelModel
 from services.errors import Unauthorized, ValidationFailed
 from services.ingestion import MalformedPayload, ingest_payload, reprocess_pending, run_follow_up
+from services.ingestion_connections import IngestionConnections
 from services.webhook_security import SIGNATURE_HEADER, crc_response_token, signature_is_valid
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Inside the app's own lifespan: kept connections go back before the engine is disposed."""
+    yield
+    ingestion: _Ingestion | None = getattr(app.state, "webhook_ingestion", None)
+    if ingestion is not None:
+        app.state.webhook_ingestion = None
+        await ingestion.connections.aclose()
+
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"], lifespan=_lifespan)
 
 # Events stored unapplied are retried this long after the failure, and every process sweeps
 # for ones another process left behind at most this often (one indexed query when none).
@@ -92,8 +105,7 @@ async def receive_events(request: Request, background: BackgroundTasks) -> JSONR
         raise ValidationFailed("body", "malformed JSON", status=400) from None
     ingestion = _ingestion(request.app, context)
     try:
-        async with ingestion.slots:
-            result = await ingest_payload(context.engine, context.settings, payload)
+        result = await ingest_payload(ingestion.connections, context.settings, payload)
     except MalformedPayload as exc:
         raise ValidationFailed("body", str(exc), status=400) from None
 
@@ -119,13 +131,10 @@ async def receive_events(request: Request, background: BackgroundTasks) -> JSONR
 
 @dataclass
 class _Ingestion:
-    """Per process: how many deliveries may hold a database connection at once, and when this
-    process last looked for stored-but-unapplied events."""
+    """Per process: the connections deliveries use, and when this process last looked for
+    stored-but-unapplied events."""
 
-    # A burst of deliveries waits here rather than opening connections beyond the pool's own
-    # (overflow connections are opened and closed per checkout: far dearer than a short wait),
-    # and leaves connections to the rest of the API.
-    slots: asyncio.Semaphore
+    connections: IngestionConnections
     last_run: float = float("-inf")
     pending: bool = False
     running: bool = False
@@ -154,7 +163,7 @@ class _Ingestion:
 def _ingestion(app: FastAPI, context: AppContext) -> _Ingestion:
     state: _Ingestion | None = getattr(app.state, "webhook_ingestion", None)
     if state is None:
-        concurrency = max(2, context.settings.database_pool_size // 2)
-        state = _Ingestion(slots=asyncio.Semaphore(concurrency))
+        size = max(2, context.settings.database_pool_size // 2)
+        state = _Ingestion(connections=IngestionConnections(context.engine, size))
         app.state.webhook_ingestion = state
     return state

@@ -22,9 +22,11 @@ from models.contact import ContactDeletion
 from models.db import SessionMaker, utcnow
 from models.listener import WorkflowListener
 from models.webhook_event import WebhookEvent
+from sandbox.admin import SandboxAdmin
 from services.auth import Role
 from tests.conftest import Api, Merchant
 from tests.contacts.conftest import add_conversation, in_out_thread, make_contact
+from tests.webhooks.conftest import connect, x_user
 from workflows import ids
 
 
@@ -163,8 +165,8 @@ async def test_erasure_leaves_no_row_naming_the_contact(
         "workflowsStopped": 2,
     }
 
-    assert await _tables_naming(sessions, username) == []
-    assert await _tables_naming(sessions, user_id) == []
+    for needle in (username, user_id, "Erin Erasable"):
+        assert await _tables_naming(sessions, needle) == [], needle
     assert (await api.get(f"/contacts/{contact_id}")).status_code == 404
     assert (await api.delete(f"/contacts/{contact_id}")).status_code == 404
     async with sessions() as session:
@@ -209,3 +211,46 @@ async def test_erasure_stands_when_temporal_is_unreachable(
     assert response.json()["data"]["workflowsStopped"] == 0
     assert (await api.get(f"/contacts/{contact['id']}")).status_code == 404
     assert await _tables_naming(sessions, contact["username"]) == []
+
+
+async def test_erasure_after_real_deliveries_and_a_reply(
+    live_api: str,
+    api: Api,
+    x_admin: SandboxAdmin,
+    sessions: SessionMaker,
+    temporal_client: Client,
+) -> None:
+    """The contact made by X's own webhook deliveries (a DM, a follow, an echo) and a reply."""
+    shop = await connect(api, await x_user(x_admin, "shop", name="Shop Official"))
+    person = await x_user(x_admin, "erin", name="Erin Erasable")
+    text = f"my order {uuid.uuid4().hex[:8]} has not arrived"
+    assert (await x_admin.simulate_dm(person.id, shop.x_id, text)).webhook_status == 200
+    assert (await x_admin.simulate_follow(person.id, shop.x_id, "follow")).webhook_status == 200
+    (contact,) = (await api.get("/contacts", params={"accountId": str(shop.account_id)})).json()[
+        "data"
+    ]
+    conversation = (await api.get(f"/contacts/{contact['id']}/conversations")).json()["data"][0]
+    sent = await api.post(
+        f"/conversations/{conversation['id']}/messages",
+        role=Role.agent,
+        json={"content": f"Sorry {person.name}, we are on it"},
+    )
+    assert sent.status_code in (200, 202), sent.text
+    # A message the shop wrote from X's own app: X echoes it to the shop's webhook.
+    echo = await x_admin.simulate_dm(
+        shop.x_id, person.id, f"{person.name}, your parcel left today", for_user_id=shop.x_id
+    )
+    assert echo.webhook_status == 200
+    for needle in (person.username, person.id, text):
+        assert await _tables_naming(sessions, needle), needle
+
+    response = await api.delete(f"/contacts/{contact['id']}")
+    assert response.status_code == 200, response.text
+    removed = response.json()["data"]["removed"]
+    assert removed["messages"] == 3 and removed["conversations"] == 1
+    assert removed["webhookEvents"] == 3
+
+    for needle in (person.username, person.id, person.name, text):
+        assert await _tables_naming(sessions, needle) == [], needle
+    listed = await api.get("/contacts", params={"accountId": str(shop.account_id)})
+    assert listed.json()["data"] == []

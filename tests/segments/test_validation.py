@@ -33,7 +33,7 @@ CASES: list[tuple[dict[str, Any], str, str]] = [
         "withinLastDays",
     ),
     ({"field": "tags", "operator": "contains", "value": 5}, "conditions[0].value", "string"),
-    ({"field": "tags", "operator": "contains", "value": "  "}, "conditions[0].value", "blank"),
+    ({"field": "tags", "operator": "contains", "value": "  "}, "conditions[0].value", "empty"),
     ({"field": "tags", "operator": "in", "value": "vip"}, "conditions[0].value", "list"),
     ({"field": "tags", "operator": "in", "value": []}, "conditions[0].value", "list"),
     ({"field": "tags", "operator": "contains"}, "conditions[0].value", "required"),
