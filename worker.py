@@ -12,9 +12,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 import activities.accounts
+import activities.campaign
 import activities.listeners
 import activities.messaging
 import workflows.accounts
+import workflows.campaign
 import workflows.contact_reply
 import workflows.messaging
 from activities.deps import WorkerDeps
@@ -32,11 +34,13 @@ ALL_WORKFLOWS: Sequence[type] = [
     *workflows.accounts.WORKFLOWS,
     *workflows.messaging.WORKFLOWS,
     *workflows.contact_reply.WORKFLOWS,
+    *workflows.campaign.WORKFLOWS,
 ]
 ACTIVITY_BUILDERS: Sequence[Callable[[WorkerDeps], list[Callable[..., Any]]]] = [
     activities.accounts.build,
     activities.messaging.build,
     activities.listeners.build,
+    activities.campaign.build,
 ]
 
 

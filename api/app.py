@@ -15,9 +15,11 @@ from api.middleware import RequestContextMiddleware
 from api.rate_limit import RateLimiter
 from api.routes import (
     accounts,
+    campaigns,
     contacts,
     conversations,
     operations,
+    redirects,
     segments,
     templates,
     webhooks,
@@ -95,8 +97,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks.router,
         templates.router,
         segments.router,
+        campaigns.router,
     ):
         app.include_router(router, prefix=BASE_PATH)
+    app.include_router(redirects.router)  # /r/{code}: short public links, no base path
     return app
 
 

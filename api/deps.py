@@ -15,7 +15,7 @@ from services.auth import Permission, Principal, decode_token
 from services.errors import RateLimited, Unauthorized
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
 

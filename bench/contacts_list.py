@@ -9,7 +9,9 @@ same page without a filter).
 
     .venv/bin/python -m bench                          # every benchmark
     .venv/bin/python -c 'import bench.contacts_list as b; b.main()'
-    MKTX_BENCH_CONTACTS=200000 ... (a smaller run; default 1,000,000)
+
+    MKTX_BENCH_CONTACTS=200000     a smaller run (default 1,000,000)
+    MKTX_BENCH_REUSE=1             time the pages again on the last run's seeded database
 """
 
 from __future__ import annotations
@@ -221,29 +223,6 @@ CASES: list[tuple[str, str, bool]] = [
 ]
 
 
-# Indexes proposed for a migration 0003 (not in migrations/ yet). Applied, before seeding, only
-# when MKTX_BENCH_PROPOSED_DDL=1, so that runs with and without them can be compared.
-PROPOSED_DDL = [
-    # The list's order per merchant: a page is an index range, not a sort of all the
-    # merchant's contacts (ix_contacts_merchant_recent is ASC NULLS LAST; the list wants
-    # DESC NULLS LAST, which a backward scan of it cannot give). The INCLUDEd columns are what
-    # the filters read: walking past contacts that do not match reads no table page.
-    "CREATE INDEX IF NOT EXISTS ix_contacts_merchant_list ON contacts "
-    "(merchant_id, last_interaction_at DESC NULLS LAST, id) "
-    "INCLUDE (account_id, tags, search_vector)",
-    # Merchant and account as the first GIN column (an array, as btree_gin is not available in
-    # the embedded PostgreSQL): a filtered count is one index scan, with no bitmap of all the
-    # merchant's rows (services/contact_list.py). It serves tags @>/&& and search_vector @@
-    # on their own too.
-    "CREATE INDEX IF NOT EXISTS ix_contacts_scope_filters ON contacts USING gin "
-    "((ARRAY['m:' || merchant_id, 'a:' || account_id::text]), tags, search_vector)",
-    # Made redundant by the two above (fewer indexes to maintain on every import and ingest).
-    "DROP INDEX IF EXISTS ix_contacts_tags",
-    "DROP INDEX IF EXISTS ix_contacts_search",
-    "DROP INDEX IF EXISTS ix_contacts_merchant_recent",
-]
-
-
 @dataclass
 class Account:
     merchant_id: str
@@ -382,11 +361,6 @@ async def _run(url: str, total: int, *, seed: bool) -> None:
 
 
 async def _seed(engine: Any, total: int) -> None:
-    if os.environ.get("MKTX_BENCH_PROPOSED_DDL") == "1":
-        async with engine.begin() as conn:
-            for ddl in PROPOSED_DDL:
-                print(f"proposed DDL applied: {ddl}", flush=True)
-                await conn.execute(sa.text(ddl))
     sessions = make_sessionmaker(engine)
     accounts = await _accounts(sessions, total)
 

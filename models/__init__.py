@@ -4,6 +4,7 @@ Importing this package registers every table on `SQLModel.metadata` (Alembic rea
 """
 
 from models.account import XAccount
+from models.campaign import Campaign, CampaignRecipient, CampaignTestSend, TrackedLink
 from models.contact import Contact, ContactDeletion
 from models.conversation import Conversation, Message
 from models.listener import WorkflowListener
@@ -15,6 +16,9 @@ from models.webhook_event import WebhookEvent
 
 __all__ = [
     "RATE_LIMIT_TABLE",
+    "Campaign",
+    "CampaignRecipient",
+    "CampaignTestSend",
     "Contact",
     "ContactDeletion",
     "Conversation",
@@ -22,6 +26,7 @@ __all__ = [
     "Segment",
     "SendReservation",
     "Template",
+    "TrackedLink",
     "WebhookEvent",
     "WorkflowListener",
     "XAccount",

@@ -9,7 +9,16 @@ from typing import Annotated, Any
 
 from pydantic import Field as PydanticField
 from pydantic import StringConstraints
-from sqlalchemy import Column, Computed, DateTime, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    Column,
+    Computed,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlmodel import Field
 
@@ -33,6 +42,23 @@ class Contact(TenantRow, table=True):
         Index("ix_contacts_attributes", "attributes", postgresql_using="gin"),
         Index("ix_contacts_search", "search_vector", postgresql_using="gin"),
         Index("ix_contacts_merchant_recent", "merchant_id", "last_interaction_at"),
+        # The contacts list: one merchant's page in display order, served from the index.
+        Index(
+            "ix_contacts_merchant_list",
+            "merchant_id",
+            text("last_interaction_at DESC NULLS LAST"),
+            "id",
+            postgresql_include=["account_id", "tags", "search_vector"],
+        ),
+        # Tenant + account + tag + search filters in one GIN scan (services/contact_list.py
+        # matches this exact expression; see the comment there).
+        Index(
+            "ix_contacts_scope_filters",
+            text("(ARRAY['m:' || merchant_id, 'a:' || account_id::text])"),
+            "tags",
+            "search_vector",
+            postgresql_using="gin",
+        ),
     )
 
     account_id: uuid.UUID = Field(

@@ -40,7 +40,13 @@ class Conversation(TenantRow, table=True):
     __table_args__ = (
         Index("ix_conversations_merchant_account", "merchant_id", "account_id", "status"),
         Index("ix_conversations_merchant_contact", "merchant_id", "contact_id"),
-        Index("ix_conversations_merchant_activity", "merchant_id", "last_message_at"),
+        # The inbox list: newest activity first, conversations without messages last.
+        Index(
+            "ix_conversations_merchant_activity",
+            "merchant_id",
+            text("last_message_at DESC NULLS LAST"),
+            text("started_at DESC"),
+        ),
         # At most one open conversation per contact: a new inbound DM after close opens another.
         Index(
             "uq_conversations_open_per_contact",

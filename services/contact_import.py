@@ -120,7 +120,10 @@ def _unique(records: Iterator[Parsed]) -> Iterator[Parsed]:
 
 def _csv_records(content: str) -> Iterator[Parsed]:
     reader = csv.reader(io.StringIO(content, newline=""))
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise ValidationFailed("header", f"unreadable CSV: {exc}") from None
     if header is None:
         return iter(())
     columns: list[tuple[str, str]] = []  # (field, attribute key or "")
@@ -147,35 +150,44 @@ def _csv_records(content: str) -> Iterator[Parsed]:
 
 def _csv_rows(reader: Any, columns: list[tuple[str, str]]) -> Iterator[Parsed]:
     row_number = 0
-    for cells in reader:
+    while True:
+        try:
+            cells: list[str] = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a field over the csv module's limit; the rest reads on
+            row_number += 1
+            yield Rejected(row_number, f"unreadable CSV: {exc}")
+            continue
         if not any(cell.strip() for cell in cells):
             continue  # blank lines are not records
         row_number += 1
-        if len(cells) > len(columns):
-            yield Rejected(row_number, f"{len(cells)} cells for {len(columns)} columns")
-            continue
-        values: dict[str, Any] = {}
-        attributes: dict[str, Any] = {}
-        for (name, key), cell in zip(columns, cells, strict=False):
-            if name == "attribute":
-                if cell != "":
-                    attributes[key] = cell
-            elif name == "tags":
-                values["tags"] = [tag for tag in re.split(r"[;|]", cell) if tag.strip()]
-            elif name == "attributes":
-                if cell.strip():
-                    try:
-                        values["attributes"] = json.loads(cell)
-                    except ValueError:
-                        yield Rejected(row_number, "attributes: not valid JSON")
-                        break
-            else:
-                values[name] = cell
+        yield _csv_record(row_number, cells, columns)
+
+
+def _csv_record(row: int, cells: list[str], columns: list[tuple[str, str]]) -> Parsed:
+    if len(cells) > len(columns):
+        return Rejected(row, f"{len(cells)} cells for {len(columns)} columns")
+    values: dict[str, Any] = {}
+    attributes: dict[str, Any] = {}
+    for (name, key), cell in zip(columns, cells, strict=False):
+        if name == "attribute":
+            if cell != "":
+                attributes[key] = cell
+        elif name == "tags":
+            values["tags"] = [tag for tag in re.split(r"[;|]", cell) if tag.strip()]
+        elif name == "attributes":
+            if cell.strip():
+                try:
+                    values["attributes"] = json.loads(cell)
+                except ValueError:
+                    return Rejected(row, "attributes: not valid JSON")
         else:
-            if attributes:
-                base = values.get("attributes", {})
-                values["attributes"] = {**base, **attributes} if isinstance(base, dict) else base
-            yield _record(row_number, values)
+            values[name] = cell
+    if attributes:
+        base = values.get("attributes", {})
+        values["attributes"] = {**base, **attributes} if isinstance(base, dict) else base
+    return _record(row, values)
 
 
 def _jsonl_records(content: str) -> Iterator[Parsed]:

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from psycopg import Error as DriverError
 from psycopg import OperationalError as DriverOperationalError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mktx.settings import Settings
 from models.db import SessionMaker, utcnow
@@ -31,10 +29,11 @@ from services.errors import ServiceUnavailable
 from services.ingestion_apply import (
     UnusableEvent,
     event_params,
-    fetch_one_autocommit,
+    fetch_one,
     ingest_event,
     reapply_event,
 )
+from services.ingestion_connections import IngestionConnections
 from services.ingestion_dispatch import (
     ContactTrigger,
     FollowUp,
@@ -48,6 +47,7 @@ from services.ingestion_events import EventType, IncomingEvent, MalformedPayload
 
 __all__ = [
     "ContactTrigger",
+    "IngestionConnections",
     "FollowUp",
     "IngestResult",
     "MalformedPayload",
@@ -80,14 +80,8 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
 
 
-class ConnectionSource(Protocol):
-    """Where ingestion gets a connection: an AsyncEngine, or IngestionConnections."""
-
-    def connect(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
-
-
 async def ingest_payload(
-    connections: ConnectionSource, settings: Settings, body: Any
+    connections: IngestionConnections, settings: Settings, body: Any
 ) -> IngestResult:
     """Store and apply every event of a verified payload. Raises MalformedPayload (not an
     Account Activity payload) and ServiceUnavailable (the database cannot store it: X retries)."""
@@ -99,7 +93,10 @@ async def ingest_payload(
 
 
 async def _ingest_one(
-    connections: ConnectionSource, settings: Settings, event: IncomingEvent, result: IngestResult
+    connections: IngestionConnections,
+    settings: Settings,
+    event: IncomingEvent,
+    result: IngestResult,
 ) -> None:
     now = utcnow()
     failure: Exception | None = None
@@ -132,7 +129,7 @@ async def _ingest_one(
 
 
 async def _store_failed(
-    connections: ConnectionSource,
+    connections: IngestionConnections,
     event: IncomingEvent,
     now: datetime,
     failure: BaseException,
@@ -143,7 +140,7 @@ async def _store_failed(
     params.update(settled=unusable, error=_describe(failure))
     try:
         async with connections.connect() as connection:
-            row = await fetch_one_autocommit(connection, sql.STORE_FAILED, params)
+            row = await fetch_one(connection.driver, sql.STORE_FAILED, params)
     except DATABASE_ERRORS as exc:
         logger.warning(
             "webhook.database_unavailable",

@@ -21,6 +21,7 @@ from mktx.settings import Settings
 from models.contact import ContactSource
 from models.db import utcnow
 from services import ingestion_sql as sql
+from services.ingestion_connections import IngestConnection
 from services.ingestion_dispatch import FollowUp
 from services.ingestion_events import (
     DirectMessage,
@@ -36,7 +37,7 @@ from services.ingestion_events import (
     revocation,
 )
 from services.listeners import ContactEvent, ContactEventKind
-from services.opt_out import apply_consent_keyword, consent_keyword
+from services.opt_out import ConsentKeyword, apply_consent_keyword, consent_keyword
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class _Plan:
     parsed: Any
     statement: sql.Statement
     params: dict[str, Any]
-    consent_keyword: bool  # the DM is STOP/START: more writes after the statement
+    keyword: ConsentKeyword | None  # the DM is STOP/START: more writes after the statement
 
 
 async def driver_connection(connection: SAConnection) -> AsyncConnection[Any]:
@@ -88,23 +89,6 @@ async def fetch_one(pg: AsyncConnection[Any], statement: Any, params: dict[str, 
     async with pg.cursor() as cursor:
         await cursor.execute(statement, params, prepare=True)
         return await cursor.fetchone()
-
-
-async def fetch_one_autocommit(
-    connection: SAConnection, statement: Any, params: dict[str, Any]
-) -> Any:
-    """Run one statement as its own transaction: one round trip, no BEGIN/COMMIT."""
-    pg = await driver_connection(connection)
-    await pg.set_autocommit(True)
-    try:
-        return await fetch_one(pg, statement, params)
-    except BaseException:
-        if pg.broken:
-            await connection.invalidate()
-        raise
-    finally:
-        if not pg.closed:
-            await pg.set_autocommit(False)  # as the pool lent it
 
 
 def event_params(event: IncomingEvent, now: datetime, raw_id: uuid.UUID) -> dict[str, Any]:
@@ -121,19 +105,22 @@ def event_params(event: IncomingEvent, now: datetime, raw_id: uuid.UUID) -> dict
 
 
 async def ingest_event(
-    connection: SAConnection, settings: Settings, event: IncomingEvent, now: datetime
+    connection: IngestConnection, settings: Settings, event: IncomingEvent, now: datetime
 ) -> Applied:
     """Store and apply one newly delivered event; committed when this returns."""
     for attempt in range(SNAPSHOT_ATTEMPTS):
         plan = _plan(settings, event, event_params(event, now, uuid.uuid4()))
         try:
-            if not plan.consent_keyword:
-                row = await fetch_one_autocommit(connection, plan.statement.ingest, plan.params)
+            if plan.keyword is None:  # one statement, its own transaction
+                row = await fetch_one(connection.driver, plan.statement.ingest, plan.params)
                 return await _finish(None, settings, plan, row)
             # STOP/START queues a confirmation DM through the ORM: one transaction for all.
-            async with AsyncSession(bind=connection, expire_on_commit=False) as session:
-                pg = await driver_connection(await session.connection())
-                row = await fetch_one(pg, plan.statement.ingest, plan.params)
+            async with (
+                connection.transaction() as pooled,
+                AsyncSession(bind=pooled, expire_on_commit=False) as session,
+            ):
+                await session.connection()  # begins the transaction the statement joins
+                row = await fetch_one(connection.driver, plan.statement.ingest, plan.params)
                 applied = await _finish(session, settings, plan, row)
                 await session.commit()
                 return applied
@@ -178,12 +165,12 @@ def _plan(settings: Settings, event: IncomingEvent, base: dict[str, Any]) -> _Pl
     if kind is EventType.direct_message:
         dm: DirectMessage = parsed
         if dm.recipient_id == account and dm.sender_id != account:
-            keyword = consent_keyword(settings, dm.text) is not None
+            keyword = consent_keyword(settings, dm.text)
             params = _message_params(base, dm, dm.sender, inbound=True)
             return _Plan(event, dm, sql.MESSAGE, params, keyword)
         if dm.sender_id == account:
             params = _message_params(base, dm, dm.recipient, inbound=False)
-            return _Plan(event, dm, sql.MESSAGE, params, False)
+            return _Plan(event, dm, sql.MESSAGE, params, None)
     elif kind in (EventType.follow, EventType.unfollow):
         change: FollowChange = parsed
         if change.target.twitter_user_id == account:  # not the account following someone
@@ -192,7 +179,7 @@ def _plan(settings: Settings, event: IncomingEvent, base: dict[str, Any]) -> _Pl
             if not change.follows:
                 params["new_contact_id"] = None  # an unfollow never creates the contact
             statement = sql.FOLLOW if change.follows else sql.UNFOLLOW
-            return _Plan(event, change, statement, params, False)
+            return _Plan(event, change, statement, params, None)
     elif kind is EventType.read:
         receipt: ReadReceipt = parsed
         if receipt.reader_id != account:  # the contact read ours, not the account theirs
@@ -202,15 +189,15 @@ def _plan(settings: Settings, event: IncomingEvent, base: dict[str, Any]) -> _Pl
                 "last_read_event_id": receipt.last_read_event_id,
                 "at": receipt.created_at,
             }
-            return _Plan(event, receipt, sql.READ, params, False)
+            return _Plan(event, receipt, sql.READ, params, None)
     elif kind is EventType.revoke:
         revoked: Revocation = parsed
         reason = (
             f"the X user revoked this app's access at {revoked.at.isoformat()}; "
             "connect the account again"
         )
-        return _Plan(event, revoked, sql.REVOKE, {**base, "reason": reason[:512]}, False)
-    return _Plan(event, parsed, sql.NOTHING, base, False)
+        return _Plan(event, revoked, sql.REVOKE, {**base, "reason": reason[:512]}, None)
+    return _Plan(event, parsed, sql.NOTHING, base, None)
 
 
 def _contact_params(base: dict[str, Any], profile: XProfile, at: datetime) -> dict[str, Any]:
@@ -263,12 +250,11 @@ async def _finish(
         if contact_id is None:
             return Applied(route, follow_up)
         dm: DirectMessage = plan.parsed
-        keyword = consent_keyword(settings, dm.text)
-        if keyword is not None and session is not None and message_id is not None:
+        if plan.keyword is not None and session is not None and message_id is not None:
             confirmation = await apply_consent_keyword(
                 session,
                 settings,
-                keyword=keyword,
+                keyword=plan.keyword,
                 account_id=route.account_id,
                 contact_id=contact_id,
                 conversation_id=conversation_id,

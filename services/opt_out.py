@@ -7,6 +7,7 @@ import logging
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -28,14 +29,19 @@ class ConsentKeyword(StrEnum):
 
 def consent_keyword(settings: Settings, message_text: str) -> ConsentKeyword | None:
     """The keyword this DM is, if it is exactly one (trimmed, case-insensitive)."""
-    word = message_text.strip().casefold()
-    if not word or len(word) > 64:
+    if len(message_text) > 64:  # every DM comes through here: most are longer than a word
         return None
-    if word in {k.strip().casefold() for k in settings.opt_out_keywords}:
-        return ConsentKeyword.opt_out
-    if word in {k.strip().casefold() for k in settings.opt_in_keywords}:
-        return ConsentKeyword.opt_in
-    return None
+    word = message_text.strip().casefold()
+    if not word:
+        return None
+    return _keywords(tuple(settings.opt_out_keywords), tuple(settings.opt_in_keywords)).get(word)
+
+
+@lru_cache(maxsize=8)
+def _keywords(opt_out: tuple[str, ...], opt_in: tuple[str, ...]) -> dict[str, ConsentKeyword]:
+    words = {k.strip().casefold(): ConsentKeyword.opt_in for k in opt_in}
+    words.update({k.strip().casefold(): ConsentKeyword.opt_out for k in opt_out})
+    return words
 
 
 # Only a change of state answers: a contact already opted out who writes STOP again is not

@@ -41,6 +41,20 @@ def campaign_id(campaign_id: str) -> str:
     return f"campaign:{campaign_id}"
 
 
+def campaign_schedule_id(campaign_id: str) -> str:
+    """The Temporal Schedule of a recurring campaign (its runs: `campaign:{id}-<time>`)."""
+    return f"campaign-schedule:{campaign_id}"
+
+
+def campaign_attributes(merchant_id: str, campaign_id: str) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(MERCHANT_ID, merchant_id),
+            SearchAttributePair(CAMPAIGN_ID, campaign_id),
+        ]
+    )
+
+
 def flow_id(flow_id: str, contact_id: str) -> str:
     return f"flow:{flow_id}:{contact_id}"
 

@@ -120,7 +120,7 @@ async def receive_events(request: Request, background: BackgroundTasks) -> JSONR
         )
     if result.failed:
         ingestion.pending = True
-    if ingestion.due():
+    if ingestion.claim_reprocessing():
         background.add_task(ingestion.reprocess, context)
 
     receipt = WebhookReceipt(
@@ -139,14 +139,15 @@ class _Ingestion:
     pending: bool = False
     running: bool = False
 
-    def due(self) -> bool:
+    def claim_reprocessing(self) -> bool:
+        """True (once) when it is time to look for unapplied events: the caller does."""
         interval = RETRY_AFTER_SECONDS if self.pending else SWEEP_INTERVAL_SECONDS
-        return not self.running and time.monotonic() - self.last_run >= interval
+        if self.running or time.monotonic() - self.last_run < interval:
+            return False
+        self.running = True
+        return True
 
     async def reprocess(self, context: AppContext) -> None:
-        if self.running:
-            return
-        self.running = True
         self.pending = False
         try:
             await reprocess_pending(

@@ -285,6 +285,15 @@ async def test_the_guards_around_an_import(
     }
 
 
+async def test_an_oversized_csv_field_rejects_its_row_only(api: Api, account: XAccount) -> None:
+    ids = [x_user_id(), x_user_id()]
+    body = f"twitterUserId,displayName\n{ids[0]},{'x' * 200_000}\n{ids[1]},Fine\n"
+    result = (await _post(api, account.id, body, "text/csv")).json()["data"]
+    assert result["created"] == 1
+    assert result["rejected"][0]["row"] == 1
+    assert result["rejected"][0]["reason"].startswith("unreadable CSV")
+
+
 async def test_rejections_are_capped_but_counted(api: Api, account: XAccount) -> None:
     body = "twitterUserId\n" + "".join(f"bad{n}\n" for n in range(250)) + f"{x_user_id()}\n"
     result = (await _post(api, account.id, body, "text/csv")).json()["data"]

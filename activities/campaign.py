@@ -1,0 +1,485 @@
+"""Campaign activities: begin an occurrence (snapshot), send one batch, settle statuses.
+
+A batch: recipients a previous attempt left `sending` are first checked against X's DM events
+(sent → recorded, not found → sent again); then queued recipients are claimed with their quota
+slots and marked `sending` in one transaction; then their DMs go to X with bounded
+concurrency; then every outcome is written in one statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import update
+from sqlmodel import col
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.deps import WorkerDeps
+from integrations.x import (
+    DMEvent,
+    XClient,
+    XCredentials,
+    XError,
+    XForbidden,
+    XRateLimited,
+    XRequestRejected,
+    XUnauthorized,
+)
+from mktx.secrets import SecretBox
+from mktx.settings import Settings
+from models.account import AccountStatus, XAccount
+from models.campaign import Campaign, CampaignStatus, RecipientState
+from models.db import SessionMaker, utcnow
+from models.template import Template
+from services import campaign_delivery as delivery
+from services.accounts import AccountNotUsable, load_credentials
+from services.campaign_links import redirect_base, rewrite_links, store_links
+from services.outbound import CLOCK_SKEW, find_delivered
+from services.quota import limits_from_settings
+from services.templates import TemplateRenderError, render_for_contact
+
+logger = logging.getLogger(__name__)
+
+RECONCILE_PAGES = 3
+TOKEN_REFUSED = (
+    "X no longer accepts this account's token (revoked or expired); connect the account again"
+)
+
+
+class BeginInput(BaseModel):
+    merchant_id: str
+    campaign_id: uuid.UUID
+    run_key: str
+
+
+class BeginResult(BaseModel):
+    occurrence: int
+    recipients: int
+    status: CampaignStatus
+
+
+class SetStatusInput(BaseModel):
+    merchant_id: str
+    campaign_id: uuid.UUID
+    status: CampaignStatus
+    reason: str | None = None
+    only_from: list[CampaignStatus] = []
+
+
+class SkipInput(BaseModel):
+    merchant_id: str
+    campaign_id: uuid.UUID
+    occurrence: int
+    reason: str
+
+
+class SendBatchInput(BaseModel):
+    merchant_id: str
+    campaign_id: uuid.UUID
+    occurrence: int
+    now: datetime  # the workflow's clock, for the quota window
+    batch_size: int = 200
+    concurrency: int = 32
+
+
+class BatchResult(BaseModel):
+    sent: int = 0
+    failed: int = 0
+    reconciled: int = 0
+    remaining: int = 0
+    wait_until: datetime | None = None  # quota spent or X rate limit: sleep until then
+    wait_reason: str | None = None
+    account_error: str | None = None  # pause the campaign with this reason
+    stop_reason: str | None = None  # the campaign cannot go on (template or campaign gone)
+
+
+@dataclass(slots=True)
+class _Job:
+    pending: delivery.Pending
+    text: str
+    credentials: XCredentials
+
+
+class CampaignActivities:
+    def __init__(
+        self, settings: Settings, sessions: SessionMaker, x: XClient, secrets: SecretBox
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._x = x
+        self._secrets = secrets
+
+    @activity.defn(name="campaign.begin")
+    async def begin(self, request: BeginInput) -> BeginResult:
+        async with self._sessions() as session, session.begin():
+            begun = await delivery.begin_occurrence(
+                session, request.merchant_id, request.campaign_id, request.run_key
+            )
+        if begun is None:
+            raise ApplicationError(
+                "the campaign is gone or no longer startable",
+                type="CampaignGone",
+                non_retryable=True,
+            )
+        return BeginResult(
+            occurrence=begun.occurrence, recipients=begun.recipients, status=begun.status
+        )
+
+    @activity.defn(name="campaign.set_status")
+    async def set_status(self, request: SetStatusInput) -> CampaignStatus | None:
+        async with self._sessions() as session, session.begin():
+            return await delivery.set_status(
+                session,
+                request.merchant_id,
+                request.campaign_id,
+                request.status,
+                request.reason,
+                request.only_from,
+            )
+
+    @activity.defn(name="campaign.skip_remaining")
+    async def skip_remaining(self, request: SkipInput) -> int:
+        async with self._sessions() as session, session.begin():
+            skipped = await delivery.skip_remaining(
+                session, request.campaign_id, request.occurrence, request.reason
+            )
+        logger.info(
+            "campaign.skipped",
+            extra={"campaign_id": str(request.campaign_id), "skipped": skipped},
+        )
+        return skipped
+
+    @activity.defn(name="campaign.send_batch")
+    async def send_batch(self, request: SendBatchInput) -> BatchResult:
+        async with self._sessions() as session:
+            campaign = await session.get(Campaign, request.campaign_id)
+            template = (
+                await session.get(Template, campaign.template_id)
+                if campaign is not None and campaign.template_id is not None
+                else None
+            )
+        if campaign is None or campaign.merchant_id != request.merchant_id:
+            return BatchResult(stop_reason="the campaign no longer exists")
+        if template is None:
+            return BatchResult(stop_reason="the campaign's template was deleted")
+        result = BatchResult()
+        credentials: dict[uuid.UUID, XCredentials] = {}
+        outcomes: list[delivery.Outcome] = []
+        semaphore = asyncio.Semaphore(request.concurrency)
+        refused: set[uuid.UUID] = set()  # accounts whose token X refused
+        done = 0
+
+        def beat() -> None:
+            nonlocal done
+            done += 1
+            activity.heartbeat(done)
+
+        # 1. Sends whose outcome a previous attempt never recorded: look at X first.
+        async with self._sessions() as session, session.begin():
+            stuck = await delivery.in_flight(
+                session, request.campaign_id, request.occurrence, request.batch_size
+            )
+            jobs = await self._jobs(
+                session, campaign, template, stuck, credentials, outcomes, result
+            )
+        resend: list[_Job] = []
+
+        async def check(job: _Job) -> None:
+            async with semaphore:
+                try:
+                    event = await self._find_at_x(job)
+                except XError as exc:
+                    if isinstance(exc, XUnauthorized):
+                        refused.add(job.pending.account.id)
+                    self._note_error(result, exc)
+                    return  # stays `sending`: checked again next time
+                finally:
+                    beat()
+            if event is not None:
+                result.reconciled += 1
+                outcomes.append(
+                    delivery.Outcome(
+                        job.pending.recipient.id,
+                        RecipientState.sent,
+                        dm_event_id=event.id,
+                        at=event.created_at or utcnow(),
+                    )
+                )
+            else:
+                resend.append(job)
+
+        await asyncio.gather(*(check(job) for job in jobs))
+        if result.account_error is not None or result.wait_until is not None:
+            await self._record(outcomes, [], refused)
+            return await self._finish(result, request, outcomes)
+
+        # 2. Claim queued recipients with their quota slots; mark them `sending` (committed).
+        fresh: list[_Job] = []
+        room = request.batch_size - len(resend)
+        if room > 0:
+            fresh = await self._claim(
+                request, campaign, template, room, credentials, result, outcomes
+            )
+
+        # 3. Hand the DMs to X, at most `concurrency` at a time.
+        released: list[tuple[uuid.UUID, uuid.UUID]] = []
+
+        async def send(job: _Job) -> None:
+            recipient = job.pending.recipient
+            async with semaphore:
+                try:
+                    sent = await asyncio.to_thread(
+                        self._x.send_dm,
+                        job.credentials,
+                        job.pending.contact.twitter_user_id,
+                        job.text,
+                    )
+                except (XForbidden, XRequestRejected) as exc:
+                    outcomes.append(
+                        delivery.Outcome(recipient.id, RecipientState.failed, error=exc.reason)
+                    )
+                    released.append((recipient.account_id, recipient.id))
+                    return
+                except (XUnauthorized, XRateLimited) as exc:
+                    # X did not take it: back in the queue, its slot given back.
+                    if isinstance(exc, XUnauthorized):
+                        refused.add(recipient.account_id)
+                    self._note_error(result, exc)
+                    outcomes.append(delivery.Outcome(recipient.id, RecipientState.queued))
+                    released.append((recipient.account_id, recipient.id))
+                    return
+                except XError as exc:
+                    # Unknown outcome (5xx, timeout): stays `sending`, checked at X next time.
+                    self._note_error(result, exc)
+                    return
+                finally:
+                    beat()
+            outcomes.append(
+                delivery.Outcome(
+                    recipient.id, RecipientState.sent, dm_event_id=sent.dm_event_id, at=utcnow()
+                )
+            )
+
+        await asyncio.gather(*(send(job) for job in [*resend, *fresh]))
+        await self._record(outcomes, released, refused)
+        return await self._finish(result, request, outcomes)
+
+    # Helpers ----------------------------------------------------------------------------------
+
+    async def _jobs(
+        self,
+        session: Any,
+        campaign: Campaign,
+        template: Template,
+        pending: Sequence[delivery.Pending],
+        credentials: dict[uuid.UUID, XCredentials],
+        outcomes: list[delivery.Outcome],
+        result: BatchResult,
+    ) -> list[_Job]:
+        """Render each recipient's message (links tracked); a render failure fails it."""
+        base = redirect_base(self._settings)
+        jobs: list[_Job] = []
+        links = []
+        for p in pending:
+            creds = await self._credentials(session, p.account, credentials)
+            if creds is None:  # stays as it is until the account works again
+                result.account_error = p.account.status_reason or (
+                    f"account @{p.account.username} is not usable ({p.account.status})"
+                )
+                continue
+            try:
+                rendered = render_for_contact(template, p.contact, campaign.variables)
+            except TemplateRenderError as exc:
+                outcomes.append(
+                    delivery.Outcome(p.recipient.id, RecipientState.failed, error=str(exc))
+                )
+                continue
+            text, found = rewrite_links(
+                rendered.text,
+                base=base,
+                owner_id=p.recipient.id,
+                recipient_id=p.recipient.id,
+                contact_id=p.contact.id,
+            )
+            links += found
+            jobs.append(_Job(p, text, creds))
+        await store_links(session, campaign.merchant_id, campaign.id, links)
+        return jobs
+
+    async def _credentials(
+        self, session: Any, account: XAccount, cache: dict[uuid.UUID, XCredentials]
+    ) -> XCredentials | None:
+        if account.id in cache:
+            return cache[account.id]
+        if not delivery.account_usable(account):
+            return None
+        try:
+            _, creds = await load_credentials(
+                session, self._secrets, account.id, allow_disconnected=False
+            )
+        except AccountNotUsable:
+            return None
+        cache[account.id] = creds
+        return creds
+
+    async def _claim(
+        self,
+        request: SendBatchInput,
+        campaign: Campaign,
+        template: Template,
+        room: int,
+        credentials: dict[uuid.UUID, XCredentials],
+        result: BatchResult,
+        outcomes: list[delivery.Outcome],
+    ) -> list[_Job]:
+        limits = limits_from_settings(self._settings)
+        spent: list[uuid.UUID] = []
+        async with self._sessions() as session, session.begin():
+            candidates = await delivery.claimable(
+                session, request.campaign_id, request.occurrence, room
+            )
+            by_account: dict[uuid.UUID, list[delivery.Pending]] = {}
+            for p in candidates:
+                by_account.setdefault(p.account.id, []).append(p)
+            granted: list[delivery.Pending] = []
+            for account_id, group in by_account.items():
+                account = group[0].account
+                if not delivery.account_usable(account):
+                    result.account_error = account.status_reason or (
+                        f"account @{account.username} is {account.status}"
+                    )
+                    continue
+                count, frees_at = await delivery.reserve_slots(
+                    session,
+                    merchant_id=campaign.merchant_id,
+                    account_id=account_id,
+                    recipient_ids=[p.recipient.id for p in group],
+                    limits=limits,
+                    now=request.now,
+                )
+                granted += group[:count]
+                if frees_at is not None:
+                    spent.append(account_id)
+                    self._wait(result, frees_at, "the account's 24 h quota is spent")
+            render_failures = len(outcomes)
+            jobs = await self._jobs(
+                session, campaign, template, granted, credentials, outcomes, result
+            )
+            failed_now = [o.recipient_id for o in outcomes[render_failures:]]
+            await delivery.release_slots(session, list(by_account), failed_now)
+            await delivery.record_outcomes(session, outcomes[render_failures:])
+            await delivery.mark_sending(session, [j.pending.recipient.id for j in jobs], utcnow())
+        return jobs
+
+    async def _find_at_x(self, job: _Job) -> DMEvent | None:
+        recipient = job.pending.recipient
+        attempt_at = recipient.attempt_at or recipient.created_at
+        events: list[DMEvent] = []
+        token: str | None = None
+        for _ in range(RECONCILE_PAGES):
+            page = await asyncio.to_thread(
+                self._x.list_dm_events,
+                job.credentials,
+                participant_id=job.pending.contact.twitter_user_id,
+                pagination_token=token,
+            )
+            events += page.events
+            token = page.next_token
+            oldest = min((e.created_at for e in page.events if e.created_at), default=None)
+            if token is None or (oldest is not None and oldest < attempt_at - CLOCK_SKEW):
+                break
+        async with self._sessions() as session:
+            taken = await delivery.event_ids_taken(
+                session, job.pending.contact.id, recipient.id, [e.id for e in events]
+            )
+        return find_delivered(
+            events,
+            sender_id=job.pending.account.twitter_user_id,
+            text=job.text,
+            queued_at=attempt_at,
+            excluded_ids=taken,
+        )
+
+    def _note_error(self, result: BatchResult, exc: XError) -> None:
+        if isinstance(exc, XUnauthorized):
+            result.account_error = TOKEN_REFUSED
+        elif isinstance(exc, XRateLimited):
+            self._wait(result, exc.reset_at, f"X rate limit: {exc.reason}")
+        else:
+            # X down or the outcome unknown: a short pause, then the `sending` check.
+            self._wait(result, utcnow() + _UNAVAILABLE_PAUSE, f"X unavailable: {exc.reason}")
+
+    @staticmethod
+    def _wait(result: BatchResult, until: datetime, reason: str) -> None:
+        if result.wait_until is None or until > result.wait_until:
+            result.wait_until = until
+            result.wait_reason = reason
+
+    async def _record(
+        self,
+        outcomes: Sequence[delivery.Outcome],
+        released: Sequence[tuple[uuid.UUID, uuid.UUID]],
+        refused: set[uuid.UUID],
+    ) -> None:
+        async with self._sessions() as session, session.begin():
+            await delivery.record_outcomes(session, outcomes)
+            await delivery.release_slots(
+                session, [a for a, _ in released], [r for _, r in released]
+            )
+            if refused:
+                await session.execute(
+                    update(XAccount)
+                    .where(col(XAccount.id).in_(list(refused)))
+                    .values(
+                        status=AccountStatus.error,
+                        status_reason=TOKEN_REFUSED,
+                        updated_at=utcnow(),
+                    )
+                )
+                for account_id in refused:
+                    logger.warning("account.token_refused", extra={"account_id": str(account_id)})
+
+    async def _finish(
+        self,
+        result: BatchResult,
+        request: SendBatchInput,
+        outcomes: Sequence[delivery.Outcome],
+    ) -> BatchResult:
+        result.sent = sum(1 for o in outcomes if o.state is RecipientState.sent)
+        result.failed = sum(1 for o in outcomes if o.state is RecipientState.failed)
+        async with self._sessions() as session:
+            result.remaining = await delivery.remaining(
+                session, request.campaign_id, request.occurrence
+            )
+        logger.info(
+            "campaign.batch",
+            extra={
+                "campaign_id": str(request.campaign_id),
+                "sent": result.sent,
+                "failed": result.failed,
+                "reconciled": result.reconciled,
+                "remaining": result.remaining,
+            },
+        )
+        return result
+
+
+_UNAVAILABLE_PAUSE = timedelta(seconds=2)
+
+
+def build(deps: WorkerDeps) -> list[Callable[..., Any]]:
+    campaigns = CampaignActivities(deps.settings, deps.sessions, deps.x, deps.secrets)
+    return [
+        campaigns.begin,
+        campaigns.set_status,
+        campaigns.skip_remaining,
+        campaigns.send_batch,
+    ]

@@ -1,0 +1,212 @@
+"""Campaign Management: create, list, get, update, start, pause, resume, metrics, test send."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from api.deps import ContextDep, MarketingDep, ReaderDep, SessionDep, TemporalDep
+from api.envelope import Envelope, Page, error_responses, ok
+from api.pagination import PageDep
+from models.campaign import (
+    Campaign,
+    CampaignCreate,
+    CampaignMetricsDetail,
+    CampaignPublic,
+    CampaignStatus,
+    CampaignTestRequest,
+    CampaignTestResult,
+    CampaignType,
+    CampaignUpdate,
+)
+from services import campaign_metrics, campaign_runs, campaign_tests
+from services import campaigns as campaign_service
+
+router = APIRouter(prefix="/campaigns", tags=["campaigns"])
+
+CampaignIdPath = Annotated[uuid.UUID, Path(alias="campaignId")]
+
+
+async def load_campaign(
+    principal: ReaderDep, session: SessionDep, campaign_id: CampaignIdPath
+) -> Campaign:
+    return await campaign_service.get_campaign(session, principal.merchant_id, campaign_id)
+
+
+async def load_campaign_for_change(
+    principal: MarketingDep, session: SessionDep, campaign_id: CampaignIdPath
+) -> Campaign:
+    return await campaign_service.get_campaign(
+        session, principal.merchant_id, campaign_id, for_update=True
+    )
+
+
+async def load_campaign_for_control(
+    principal: MarketingDep, session: SessionDep, campaign_id: CampaignIdPath
+) -> Campaign:
+    # No row lock: the workflow's own status change (an activity) writes this row meanwhile.
+    return await campaign_service.get_campaign(session, principal.merchant_id, campaign_id)
+
+
+CampaignDep = Annotated[Campaign, Depends(load_campaign)]
+CampaignForChangeDep = Annotated[Campaign, Depends(load_campaign_for_change)]
+CampaignForControlDep = Annotated[Campaign, Depends(load_campaign_for_control)]
+
+
+async def _one(session: SessionDep, campaign: Campaign) -> Envelope[CampaignPublic]:
+    return ok((await campaign_service.public(session, [campaign]))[0])
+
+
+@router.post("", response_model=Envelope[CampaignPublic], responses=error_responses(401, 403, 422))
+async def create_campaign(
+    body: CampaignCreate, principal: MarketingDep, session: SessionDep
+) -> Envelope[CampaignPublic]:
+    """Create a campaign (draft) from a template, segments and a schedule."""
+    campaign = await campaign_service.create_campaign(session, principal.merchant_id, body)
+    return await _one(session, campaign)
+
+
+@router.get("", response_model=Page[CampaignPublic], responses=error_responses(401, 403, 422))
+async def list_campaigns(
+    principal: ReaderDep,
+    session: SessionDep,
+    page: PageDep,
+    status: Annotated[CampaignStatus | None, Query()] = None,
+    type: Annotated[CampaignType | None, Query()] = None,
+) -> Page[CampaignPublic]:
+    """The merchant's campaigns, newest first, with their headline metrics."""
+    rows, total = await page.fetch(
+        session, campaign_service.list_statement(principal.merchant_id, status, type)
+    )
+    return page.page(await campaign_service.public(session, rows), total)
+
+
+@router.get(
+    "/{campaignId}", response_model=Envelope[CampaignPublic], responses=error_responses(401, 404)
+)
+async def get_campaign(campaign: CampaignDep, session: SessionDep) -> Envelope[CampaignPublic]:
+    """One campaign with its status and headline metrics."""
+    return await _one(session, campaign)
+
+
+@router.put(
+    "/{campaignId}",
+    response_model=Envelope[CampaignPublic],
+    responses=error_responses(400, 401, 403, 404, 422),
+)
+async def update_campaign(
+    body: CampaignUpdate,
+    campaign: CampaignForChangeDep,
+    session: SessionDep,
+    temporal: TemporalDep,
+) -> Envelope[CampaignPublic]:
+    """Update a draft or scheduled campaign (400 otherwise); a new startAt of a scheduled one
+    moves its workflow's timer."""
+    old_schedule = (campaign.start_at, campaign.end_at)
+    campaign = await campaign_service.update_campaign(session, campaign, body)
+    envelope = await _one(session, campaign)
+    await session.commit()
+    if (campaign.start_at, campaign.end_at) != old_schedule:
+        await campaign_runs.reschedule(temporal, campaign)
+    return envelope
+
+
+@router.post(
+    "/{campaignId}/start",
+    response_model=Envelope[CampaignPublic],
+    responses=error_responses(400, 401, 403, 404, 409, 503),
+)
+async def start_campaign(
+    campaign: CampaignForChangeDep,
+    session: SessionDep,
+    context: ContextDep,
+    temporal: TemporalDep,
+) -> Envelope[CampaignPublic]:
+    """Start: scheduled (future startAt or a recurrence) or running now. 400 without segments
+    or with an invalid template; 409 when already started."""
+    campaign = await campaign_service.mark_started(session, campaign)
+    envelope = await _one(session, campaign)
+    # The workflow reads the row: commit first. A failed start leaves the status to retry.
+    await session.commit()
+    try:
+        await campaign_runs.start(temporal, context.settings, session, campaign)
+    except Exception:
+        campaign.status = CampaignStatus.draft
+        session.add(campaign)
+        await session.commit()
+        raise
+    return envelope
+
+
+@router.post(
+    "/{campaignId}/pause",
+    response_model=Envelope[CampaignPublic],
+    responses=error_responses(400, 401, 403, 404),
+)
+async def pause_campaign(
+    campaign: CampaignForControlDep, session: SessionDep, temporal: TemporalDep
+) -> Envelope[CampaignPublic]:
+    """Pause a running campaign (400 naming the status otherwise)."""
+    campaign_service.require_status(campaign, CampaignStatus.running, "paused")
+    await session.commit()
+    await campaign_runs.pause(temporal, campaign)
+    await session.refresh(campaign)
+    return await _one(session, campaign)
+
+
+@router.post(
+    "/{campaignId}/resume",
+    response_model=Envelope[CampaignPublic],
+    responses=error_responses(400, 401, 403, 404),
+)
+async def resume_campaign(
+    campaign: CampaignForControlDep, session: SessionDep, temporal: TemporalDep
+) -> Envelope[CampaignPublic]:
+    """Resume a paused campaign (400 naming the status otherwise)."""
+    campaign_service.require_status(campaign, CampaignStatus.paused, "resumed")
+    await session.commit()
+    await campaign_runs.resume(temporal, campaign)
+    await session.refresh(campaign)
+    return await _one(session, campaign)
+
+
+@router.get(
+    "/{campaignId}/metrics",
+    response_model=Envelope[CampaignMetricsDetail],
+    responses=error_responses(401, 404, 422),
+)
+async def get_metrics(
+    campaign: CampaignDep,
+    session: SessionDep,
+    bucket: Annotated[
+        campaign_metrics.Bucket, Query(description="timeline bucket: minute, hour or day")
+    ] = campaign_metrics.Bucket.hour,
+) -> Envelope[CampaignMetricsDetail]:
+    """Sent, delivered, failed, opened, clicked, replied, the four rates and a timeline."""
+    return ok(await campaign_metrics.campaign_metrics(session, campaign.id, bucket))
+
+
+@router.post(
+    "/{campaignId}/test",
+    response_model=Envelope[list[CampaignTestResult]],
+    responses=error_responses(400, 401, 403, 404, 422, 429),
+)
+async def test_campaign(
+    body: CampaignTestRequest,
+    campaign: CampaignForControlDep,
+    session: SessionDep,
+    context: ContextDep,
+) -> Envelope[list[CampaignTestResult]]:
+    """Send the message now to the listed contacts, as tests (never in the metrics)."""
+    results = await campaign_tests.send_tests(
+        session,
+        settings=context.settings,
+        x=context.x,
+        secrets=context.secrets,
+        campaign=campaign,
+        contact_ids=body.contact_ids,
+        variables=body.variables,
+    )
+    return ok(results)

@@ -1,0 +1,139 @@
+"""Test sends: a campaign's message rendered with the given variables and sent now to listed
+contacts (allowed in draft). Each goes through the quota ledger, is stored as a
+`CampaignTestSend` (never a recipient), and so never counts in the metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from integrations.x import XClient, XError
+from mktx.secrets import SecretBox
+from mktx.settings import Settings
+from models.account import XAccount
+from models.campaign import Campaign, CampaignTestResult, CampaignTestSend, RecipientState
+from models.contact import Contact
+from models.quota import SendKind
+from models.template import Template
+from services.accounts import AccountNotUsable, load_credentials
+from services.campaign_delivery import account_usable
+from services.campaign_links import redirect_base, rewrite_links, store_links
+from services.errors import BadRequest, ValidationFailed
+from services.outbound import quota_error
+from services.quota import (
+    QuotaExhausted,
+    limits_from_settings,
+    release_send_quota,
+    reserve_send_quota,
+)
+from services.templates import TemplateRenderError, render_for_contact
+
+logger = logging.getLogger(__name__)
+
+
+async def send_tests(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    x: XClient,
+    secrets: SecretBox,
+    campaign: Campaign,
+    contact_ids: list[uuid.UUID],
+    variables: Mapping[str, Any],
+) -> list[CampaignTestResult]:
+    if campaign.template_id is None:
+        raise BadRequest("the campaign has no template", details={"field": "templateId"})
+    template = await session.get(Template, campaign.template_id)
+    if template is None:
+        raise BadRequest(
+            "the campaign's template no longer exists", details={"field": "templateId"}
+        )
+    wanted = list(dict.fromkeys(contact_ids))
+    contacts = {
+        c.id: c
+        for c in (
+            await session.exec(
+                select(Contact).where(
+                    col(Contact.id).in_(wanted), col(Contact.merchant_id) == campaign.merchant_id
+                )
+            )
+        ).all()
+    }
+    for i, contact_id in enumerate(wanted):
+        if contact_id not in contacts:
+            raise ValidationFailed(f"contactIds[{i}]", f"no contact {contact_id}")
+    values = {**campaign.variables, **variables}
+    base = redirect_base(settings)
+    results: list[CampaignTestResult] = []
+    for contact_id in wanted:
+        contact = contacts[contact_id]
+        test = CampaignTestSend(
+            merchant_id=campaign.merchant_id,
+            campaign_id=campaign.id,
+            contact_id=contact.id,
+            text="",
+        )
+        try:
+            rendered = render_for_contact(template, contact, values)
+        except TemplateRenderError as exc:
+            test.text, test.state, test.error = "", RecipientState.failed, str(exc)
+            session.add(test)
+            results.append(_result(test))
+            continue
+        text, links = rewrite_links(
+            rendered.text, base=base, owner_id=test.id, recipient_id=None, contact_id=contact.id
+        )
+        test.text = text
+        account = await session.get(XAccount, contact.account_id)
+        if account is None or not account_usable(account):
+            test.state, test.error = RecipientState.failed, "the contact's X account is not usable"
+            session.add(test)
+            results.append(_result(test))
+            continue
+        try:
+            reservation = await reserve_send_quota(
+                session,
+                merchant_id=campaign.merchant_id,
+                account_id=account.id,
+                kind=SendKind.campaign,
+                limits=limits_from_settings(settings),
+                message_id=test.id,
+            )
+        except QuotaExhausted as exc:
+            raise quota_error(exc) from None
+        await store_links(session, campaign.merchant_id, campaign.id, links)
+        try:
+            _, credentials = await load_credentials(
+                session, secrets, account.id, allow_disconnected=False
+            )
+            sent = await asyncio.to_thread(x.send_dm, credentials, contact.twitter_user_id, text)
+        except (XError, AccountNotUsable) as exc:
+            await release_send_quota(session, reservation.id)
+            test.state = RecipientState.failed
+            test.error = getattr(exc, "reason", None) or str(exc)
+        else:
+            test.state, test.dm_event_id = RecipientState.sent, sent.dm_event_id
+        session.add(test)
+        results.append(_result(test, rendered=text))
+    await session.flush()
+    logger.info(
+        "campaign.test_sent", extra={"campaign_id": str(campaign.id), "contacts": len(results)}
+    )
+    return results
+
+
+def _result(test: CampaignTestSend, rendered: str | None = None) -> CampaignTestResult:
+    assert test.contact_id is not None
+    return CampaignTestResult(
+        contact_id=test.contact_id,
+        status=RecipientState(test.state),
+        dm_event_id=test.dm_event_id,
+        error=test.error,
+        rendered=rendered,
+    )

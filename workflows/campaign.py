@@ -1,0 +1,319 @@
+"""CampaignWorkflow: one occurrence of a campaign, durably. Id `campaign:{campaignId}` (a
+recurring campaign's Temporal Schedule starts `campaign:{campaignId}-<time>` per occurrence);
+search attributes MerchantId and CampaignId.
+
+Waits for `startAt` (a `reschedule` signal moves the timer), snapshots the recipients once,
+then sends in batches: each batch reserves its quota slots, and when the quota (or X's rate
+limit) is spent the workflow sleeps on a durable timer until it frees. `pause`/`resume` are
+Updates answering the new status; `progress` is a Query. Continues-as-new when Temporal
+suggests it, carrying its counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.campaign import (
+        BatchResult,
+        BeginInput,
+        CampaignActivities,
+        SendBatchInput,
+        SetStatusInput,
+        SkipInput,
+    )
+    from models.campaign import CampaignStatus
+
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
+BATCH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["CampaignGone"],
+)
+SHORT = timedelta(seconds=60)
+BATCH_TIMEOUT = timedelta(minutes=10)
+# A worker killed mid-batch is noticed this fast; the retry checks its `sending` recipients.
+BATCH_HEARTBEAT = timedelta(seconds=15)
+# ~7 history events per batch: a run stays well under Temporal's limits at any campaign size.
+MAX_BATCHES_PER_RUN = 1000
+
+
+class CampaignInput(BaseModel):
+    merchant_id: str
+    campaign_id: uuid.UUID
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    recurring: bool = False  # an occurrence of a Temporal Schedule
+    batch_size: int = 200
+    concurrency: int = 32
+    heartbeat_seconds: int = int(BATCH_HEARTBEAT.total_seconds())
+    # Continue-as-new after this many batches even if Temporal has not suggested it yet.
+    max_batches_per_run: int = MAX_BATCHES_PER_RUN
+    # Carried across continue-as-new:
+    occurrence: int | None = None
+    paused: bool = False
+    sent: int = 0
+    failed: int = 0
+    batches: int = 0
+
+
+class ScheduleChange(BaseModel):
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+
+
+class CampaignProgress(BaseModel):
+    phase: str  # waiting, sending, done
+    status: str
+    occurrence: int | None
+    recipients: int
+    sent: int
+    failed: int
+    skipped: int
+    remaining: int
+    batches: int
+    paused: bool
+    waiting_until: datetime | None = None
+    waiting_reason: str | None = None
+
+
+@workflow.defn(name="Campaign")
+class CampaignWorkflow:
+    def __init__(self) -> None:
+        self._input: CampaignInput | None = None
+        self._start_at: datetime | None = None
+        self._end_at: datetime | None = None
+        self._phase = "waiting"
+        self._status = CampaignStatus.scheduled
+        self._paused = False
+        self._recipients = 0
+        self._remaining = 0
+        self._skipped = 0
+        self._sent = 0
+        self._failed = 0
+        self._batches = 0
+        self._waiting_until: datetime | None = None
+        self._waiting_reason: str | None = None
+        self._schedule_changed = False
+        self._occurrence: int | None = None
+
+    @workflow.run
+    async def run(self, request: CampaignInput) -> CampaignProgress:
+        try:
+            return await self._run(request)
+        except asyncio.CancelledError:
+            # Cancelled through Temporal (an operator): the campaign says so, then the run ends.
+            await self._set(CampaignStatus.cancelled, "the campaign's workflow was cancelled")
+            raise
+
+    async def _run(self, request: CampaignInput) -> CampaignProgress:
+        self._input = request
+        self._start_at, self._end_at = request.start_at, request.end_at
+        self._paused = request.paused
+        self._sent, self._failed, self._batches = request.sent, request.failed, request.batches
+        occurrence = request.occurrence
+        if occurrence is None:
+            await self._wait_for_start()
+            begun = await workflow.execute_activity_method(
+                CampaignActivities.begin,
+                BeginInput(
+                    merchant_id=request.merchant_id,
+                    campaign_id=request.campaign_id,
+                    run_key=workflow.info().workflow_id,
+                ),
+                start_to_close_timeout=timedelta(minutes=10),
+                retry_policy=BATCH_RETRY,
+            )
+            occurrence = begun.occurrence
+            self._recipients = self._remaining = begun.recipients
+            self._paused = begun.status == CampaignStatus.paused
+        self._occurrence = occurrence
+        self._phase = "sending"
+        self._status = CampaignStatus.paused if self._paused else CampaignStatus.running
+        while True:
+            await workflow.wait_condition(lambda: not self._paused)
+            if self._end_at is not None and workflow.now() >= self._end_at:
+                self._skipped += await self._skip(occurrence, "the campaign's endAt passed")
+                break
+            result = await workflow.execute_activity_method(
+                CampaignActivities.send_batch,
+                SendBatchInput(
+                    merchant_id=request.merchant_id,
+                    campaign_id=request.campaign_id,
+                    occurrence=occurrence,
+                    now=workflow.now(),
+                    batch_size=request.batch_size,
+                    concurrency=request.concurrency,
+                ),
+                start_to_close_timeout=BATCH_TIMEOUT,
+                heartbeat_timeout=timedelta(seconds=request.heartbeat_seconds),
+                retry_policy=BATCH_RETRY,
+            )
+            self._count(result)
+            if result.stop_reason is not None:
+                await self._set(CampaignStatus.failed, result.stop_reason)
+                return self.progress()
+            if result.account_error is not None:
+                # X refused the account's token: paused until someone reconnects and resumes.
+                self._paused = True
+                await self._set(
+                    CampaignStatus.paused, result.account_error, [CampaignStatus.running]
+                )
+                continue
+            if result.remaining == 0:
+                break
+            if result.wait_until is not None:
+                await self._sleep_until(result.wait_until, result.wait_reason)
+            run_batches = self._batches - request.batches
+            if (
+                workflow.info().is_continue_as_new_suggested()
+                or run_batches >= request.max_batches_per_run
+            ):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    request.model_copy(
+                        update={
+                            "occurrence": occurrence,
+                            "paused": self._paused,
+                            "sent": self._sent,
+                            "failed": self._failed,
+                            "batches": self._batches,
+                            "start_at": None,
+                            "end_at": self._end_at,
+                        }
+                    )
+                )
+        self._phase = "done"
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        final = CampaignStatus.scheduled if request.recurring else CampaignStatus.completed
+        await self._set(final, None, [CampaignStatus.running, CampaignStatus.paused])
+        return self.progress()
+
+    # Handlers ---------------------------------------------------------------------------------
+
+    @workflow.signal
+    def reschedule(self, change: ScheduleChange) -> None:
+        """A scheduled campaign's new startAt/endAt (before it begins; endAt also later)."""
+        if self._phase == "waiting":
+            self._start_at = change.start_at
+        self._end_at = change.end_at
+        self._schedule_changed = True
+
+    @workflow.update
+    async def pause(self) -> CampaignStatus:
+        self._paused = True
+        await self._set(CampaignStatus.paused, "paused by a user", [CampaignStatus.running])
+        return self._status
+
+    @pause.validator
+    def _can_pause(self) -> None:
+        if self._phase != "sending" or self._paused:
+            raise ApplicationError(
+                f"a {self._status} campaign cannot be paused", type="InvalidState"
+            )
+
+    @workflow.update
+    async def resume(self) -> CampaignStatus:
+        self._paused = False
+        await self._set(CampaignStatus.running, None, [CampaignStatus.paused])
+        return self._status
+
+    @resume.validator
+    def _can_resume(self) -> None:
+        if self._phase != "sending" or not self._paused:
+            raise ApplicationError(
+                f"a {self._status} campaign cannot be resumed", type="InvalidState"
+            )
+
+    @workflow.query
+    def progress(self) -> CampaignProgress:
+        return CampaignProgress(
+            phase=self._phase,
+            status=self._status.value,
+            occurrence=self._occurrence,
+            recipients=self._recipients,
+            sent=self._sent,
+            failed=self._failed,
+            skipped=self._skipped,
+            remaining=self._remaining,
+            batches=self._batches,
+            paused=self._paused,
+            waiting_until=self._waiting_until,
+            waiting_reason=self._waiting_reason,
+        )
+
+    # Steps ------------------------------------------------------------------------------------
+
+    async def _wait_for_start(self) -> None:
+        while self._start_at is not None and self._start_at > workflow.now():
+            self._schedule_changed = False
+            try:
+                await workflow.wait_condition(
+                    lambda: self._schedule_changed, timeout=self._start_at - workflow.now()
+                )
+            except TimeoutError:
+                return
+
+    async def _sleep_until(self, until: datetime, reason: str | None) -> None:
+        if self._end_at is not None and self._end_at < until:
+            until = self._end_at
+        delay = until - workflow.now()
+        if delay <= timedelta(0):
+            return
+        self._waiting_until, self._waiting_reason = until, reason
+        await workflow.sleep(delay)
+        self._waiting_until = self._waiting_reason = None
+
+    def _count(self, result: BatchResult) -> None:
+        self._batches += 1
+        self._sent += result.sent
+        self._failed += result.failed
+        self._remaining = result.remaining
+
+    async def _skip(self, occurrence: int, reason: str) -> int:
+        assert self._input is not None
+        return await workflow.execute_activity_method(
+            CampaignActivities.skip_remaining,
+            SkipInput(
+                merchant_id=self._input.merchant_id,
+                campaign_id=self._input.campaign_id,
+                occurrence=occurrence,
+                reason=reason,
+            ),
+            start_to_close_timeout=SHORT,
+            retry_policy=DB_RETRY,
+        )
+
+    async def _set(
+        self,
+        status: CampaignStatus,
+        reason: str | None,
+        only_from: list[CampaignStatus] | None = None,
+    ) -> None:
+        assert self._input is not None
+        now = await workflow.execute_activity_method(
+            CampaignActivities.set_status,
+            SetStatusInput(
+                merchant_id=self._input.merchant_id,
+                campaign_id=self._input.campaign_id,
+                status=status,
+                reason=reason,
+                only_from=only_from or [],
+            ),
+            start_to_close_timeout=SHORT,
+            retry_policy=DB_RETRY,
+        )
+        if now is not None:
+            self._status = now
+
+
+WORKFLOWS: list[type] = [CampaignWorkflow]
