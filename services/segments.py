@@ -19,9 +19,9 @@ from models.segment import (
     SegmentPublic,
     SegmentUpdate,
 )
-from services.errors import Conflict
 from services.segment_sql import CONTACTS, conditions_clause
 from services.tenancy import get_owned, owned_by
+from services.usage import UsageChecks
 
 logger = logging.getLogger(__name__)
 
@@ -229,26 +229,7 @@ async def delete_segment(session: AsyncSession, segment: Segment) -> None:
 # In use by campaigns ----------------------------------------------------------------------------
 
 SegmentUsageCheck = Callable[[AsyncSession, Segment], Awaitable[Sequence[str]]]
-_usage_checks: list[SegmentUsageCheck] = []
-
-
-def register_usage_check(check: SegmentUsageCheck) -> None:
-    """Add a check answering who still uses a segment (e.g. campaigns register one naming their
-    scheduled, running or paused campaigns); `ensure_not_in_use` consults every check."""
-    if check not in _usage_checks:
-        _usage_checks.append(check)
-
-
-def unregister_usage_check(check: SegmentUsageCheck) -> None:
-    if check in _usage_checks:
-        _usage_checks.remove(check)
-
-
-async def ensure_not_in_use(session: AsyncSession, segment: Segment) -> None:
-    """Conflict (409) when any registered check reports a user of this segment."""
-    users = [user for check in _usage_checks for user in await check(session, segment)]
-    if users:
-        raise Conflict(
-            "segment is used by active campaigns",
-            details={"resource": "segment", "id": str(segment.id), "usedBy": users},
-        )
+_usage = UsageChecks[Segment]("segment")
+register_usage_check = _usage.register
+unregister_usage_check = _usage.unregister
+ensure_not_in_use = _usage.ensure_not_in_use

@@ -22,8 +22,9 @@ from models.template import (
     TemplateType,
     TemplateUpdate,
 )
-from services.errors import Conflict, ValidationFailed
+from services.errors import ValidationFailed
 from services.tenancy import get_owned, owned_by
+from services.usage import UsageChecks
 
 logger = logging.getLogger(__name__)
 
@@ -226,29 +227,10 @@ async def delete_template(session: AsyncSession, template: Template) -> None:
 # In use by campaigns ----------------------------------------------------------------------------
 
 TemplateUsageCheck = Callable[[AsyncSession, Template], Awaitable[Sequence[str]]]
-_usage_checks: list[TemplateUsageCheck] = []
-
-
-def register_usage_check(check: TemplateUsageCheck) -> None:
-    """Add a check answering who still uses a template (e.g. campaigns register one naming their
-    scheduled, running or paused campaigns); `ensure_not_in_use` consults every check."""
-    if check not in _usage_checks:
-        _usage_checks.append(check)
-
-
-def unregister_usage_check(check: TemplateUsageCheck) -> None:
-    if check in _usage_checks:
-        _usage_checks.remove(check)
-
-
-async def ensure_not_in_use(session: AsyncSession, template: Template) -> None:
-    """Conflict (409) when any registered check reports a user of this template."""
-    users = [user for check in _usage_checks for user in await check(session, template)]
-    if users:
-        raise Conflict(
-            "template is used by active campaigns",
-            details={"resource": "template", "id": str(template.id), "usedBy": users},
-        )
+_usage = UsageChecks[Template]("template")
+register_usage_check = _usage.register
+unregister_usage_check = _usage.unregister
+ensure_not_in_use = _usage.ensure_not_in_use
 
 
 # Rendering ------------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.retry import DB_RETRY, x_retry
 
 with workflow.unsafe.imports_passed_through():
     from activities.accounts import (
@@ -21,23 +22,7 @@ with workflow.unsafe.imports_passed_through():
         UnsubscribeInput,
     )
 
-# While X is down the call is retried with backoff up to a minute apart, for as long as it takes;
-# X's own refusals (revoked token, bad request) are final.
-X_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-    non_retryable_error_types=[
-        "AccountNotUsable",
-        "XTokenRevoked",
-        "XInvalidCredentials",
-        "XForbidden",
-        "XRequestRejected",
-    ],
-)
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
-)
+X_RETRY = x_retry()
 CALL_TIMEOUT = timedelta(seconds=30)
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+from workflows.retry import DB_RETRY, x_retry
 
 with workflow.unsafe.imports_passed_through():
     from activities.messaging import (
@@ -20,25 +21,7 @@ with workflow.unsafe.imports_passed_through():
         SendMessageActivityInput,
     )
 
-# X down: retried with backoff up to a minute apart; X 429: retried at X's reset time (the
-# activity's error says when). X's refusals are final.
-SEND_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-    non_retryable_error_types=[
-        "MessageGone",
-        "MessageFailed",
-        "AccountNotUsable",
-        "XTokenRevoked",
-        "XInvalidCredentials",
-        "XForbidden",
-        "XRequestRejected",
-    ],
-)
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
-)
+SEND_RETRY = x_retry("MessageGone", "MessageFailed")
 # One attempt: a look at X's DM events (after an unknown outcome) plus the send itself.
 ATTEMPT_TIMEOUT = timedelta(seconds=60)
 # A DM X has not taken within a day is reported failed rather than sent late.
