@@ -49,6 +49,7 @@ from services.templates import TemplateRenderError, render_for_contact
 logger = logging.getLogger(__name__)
 
 RECONCILE_PAGES = 3
+CLAIM_ROUNDS = 3
 TOKEN_REFUSED = (
     "X no longer accepts this account's token (revoked or expired); connect the account again"
 )
@@ -86,7 +87,7 @@ class SendBatchInput(BaseModel):
     campaign_id: uuid.UUID
     occurrence: int
     now: datetime  # the workflow's clock, for the quota window
-    batch_size: int = 200
+    batch_size: int = 500
     concurrency: int = 32
 
 
@@ -190,6 +191,11 @@ class CampaignActivities:
             jobs = await self._jobs(
                 session, campaign, template, stuck, credentials, outcomes, result
             )
+        # Those that can no longer render failed: their slots (reserved at claim) go back.
+        accounts = {p.recipient.id: p.recipient.account_id for p in stuck}
+        released: list[tuple[uuid.UUID, uuid.UUID]] = [
+            (accounts[o.recipient_id], o.recipient_id) for o in outcomes
+        ]
         resend: list[_Job] = []
 
         async def check(job: _Job) -> None:
@@ -218,7 +224,7 @@ class CampaignActivities:
 
         await asyncio.gather(*(check(job) for job in jobs))
         if result.account_error is not None or result.wait_until is not None:
-            await self._record(outcomes, [], refused)
+            await self._record(outcomes, released, refused)
             return await self._finish(result, request, outcomes)
 
         # 2. Claim queued recipients with their quota slots; mark them `sending` (committed).
@@ -230,7 +236,6 @@ class CampaignActivities:
             )
 
         # 3. Hand the DMs to X, at most `concurrency` at a time.
-        released: list[tuple[uuid.UUID, uuid.UUID]] = []
 
         async def send(job: _Job) -> None:
             recipient = job.pending.recipient
@@ -341,40 +346,59 @@ class CampaignActivities:
         outcomes: list[delivery.Outcome],
     ) -> list[_Job]:
         limits = limits_from_settings(self._settings)
-        spent: list[uuid.UUID] = []
+        # Accounts whose quota is spent (or that are unusable) are left out of the next round,
+        # so one spent account does not hold back the recipients of the others.
+        blocked: list[uuid.UUID] = []
+        frees: list[datetime] = []
+        granted: list[delivery.Pending] = []
+        claimed: set[uuid.UUID] = set()
+        seen: list[uuid.UUID] = []  # recipients already looked at in an earlier round
         async with self._sessions() as session, session.begin():
-            candidates = await delivery.claimable(
-                session, request.campaign_id, request.occurrence, room
-            )
-            by_account: dict[uuid.UUID, list[delivery.Pending]] = {}
-            for p in candidates:
-                by_account.setdefault(p.account.id, []).append(p)
-            granted: list[delivery.Pending] = []
-            for account_id, group in by_account.items():
-                account = group[0].account
-                if not delivery.account_usable(account):
-                    result.account_error = account.status_reason or (
-                        f"account @{account.username} is {account.status}"
-                    )
-                    continue
-                count, frees_at = await delivery.reserve_slots(
-                    session,
-                    merchant_id=campaign.merchant_id,
-                    account_id=account_id,
-                    recipient_ids=[p.recipient.id for p in group],
-                    limits=limits,
-                    now=request.now,
+            for _ in range(CLAIM_ROUNDS):
+                want = room - len(granted)
+                if want <= 0:
+                    break
+                candidates = await delivery.claimable(
+                    session, request.campaign_id, request.occurrence, want, blocked, seen
                 )
-                granted += group[:count]
-                if frees_at is not None:
-                    spent.append(account_id)
-                    self._wait(result, frees_at, "the account's 24 h quota is spent")
+                if not candidates:
+                    break
+                seen += [p.recipient.id for p in candidates]
+                by_account: dict[uuid.UUID, list[delivery.Pending]] = {}
+                for p in candidates:
+                    by_account.setdefault(p.account.id, []).append(p)
+                for account_id, group in by_account.items():
+                    claimed.add(account_id)
+                    account = group[0].account
+                    if not delivery.account_usable(account):
+                        result.account_error = account.status_reason or (
+                            f"account @{account.username} is {account.status}"
+                        )
+                        blocked.append(account_id)
+                        continue
+                    count, frees_at = await delivery.reserve_slots(
+                        session,
+                        merchant_id=campaign.merchant_id,
+                        account_id=account_id,
+                        recipient_ids=[p.recipient.id for p in group],
+                        limits=limits,
+                        now=request.now,
+                    )
+                    granted += group[:count]
+                    if frees_at is not None:
+                        blocked.append(account_id)
+                        frees.append(frees_at)
+                if not blocked:
+                    break
+            if frees and not granted:
+                # Nothing can go out now: sleep until the first account's quota frees.
+                self._wait(result, min(frees), "the account's 24 h quota is spent")
             render_failures = len(outcomes)
             jobs = await self._jobs(
                 session, campaign, template, granted, credentials, outcomes, result
             )
             failed_now = [o.recipient_id for o in outcomes[render_failures:]]
-            await delivery.release_slots(session, list(by_account), failed_now)
+            await delivery.release_slots(session, list(claimed), failed_now)
             await delivery.record_outcomes(session, outcomes[render_failures:])
             await delivery.mark_sending(session, [j.pending.recipient.id for j in jobs], utcnow())
         return jobs

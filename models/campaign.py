@@ -233,6 +233,18 @@ class TimelineBucket(CamelModel):
     failed: int = 0
 
 
+class CampaignLive(CamelModel):
+    """What the running workflow itself reports (its Query): where it is and why it waits."""
+
+    phase: str  # waiting (for startAt), sending, done
+    status: str
+    occurrence: int | None = None
+    batches: int = 0
+    paused: bool = False
+    waiting_until: datetime | None = None  # quota or X rate limit: the durable timer's end
+    waiting_reason: str | None = None
+
+
 class CampaignMetricsDetail(CampaignMetrics):
     recipients: int = 0
     queued: int = 0
@@ -242,6 +254,7 @@ class CampaignMetricsDetail(CampaignMetrics):
     reply_rate: float = 0.0
     delivery_rate: float = 0.0
     timeline: list[TimelineBucket] = []
+    live: CampaignLive | None = None  # while a run exists (scheduled, running, paused)
 
 
 class CampaignPublic(CamelModel):

@@ -179,6 +179,7 @@ class SandboxState:
             self.rate_rules: dict[tuple[str, str | None], RateLimitRule] = {}
             self._windows: dict[tuple[str, str], _Window] = {}
             self._nonces: dict[tuple[str, str], float] = {}
+            self._username_index: set[str] = set()
             if self.seed_demo:
                 self._seed()
 
@@ -204,6 +205,12 @@ class SandboxState:
 
     # Users and tokens ----------------------------------------------------------------------
 
+    def _usernames(self) -> set[str]:
+        """Lower-cased usernames in use (users may also be put into `users` directly)."""
+        if len(self._username_index) != len(self.users):
+            self._username_index = {u.username.lower() for u in self.users.values()}
+        return self._username_index
+
     def create_user(
         self,
         username: str,
@@ -212,7 +219,7 @@ class SandboxState:
         profile_image_url: str | None = None,
     ) -> tuple[User, AccessToken]:
         with self._lock:
-            if any(u.username.lower() == username.lower() for u in self.users.values()):
+            if username.lower() in self._usernames():
                 raise DuplicateUsername(username)
             user_id = str(next(self._user_ids))
             while user_id in self.users:
@@ -220,6 +227,7 @@ class SandboxState:
             image = profile_image_url or _avatar(username)
             user = User(user_id, username, name or username, image, accepts_dms)
             self.users[user_id] = user
+            self._username_index.add(username.lower())
             return user, self._issue_token(user_id)
 
     def update_user(self, user_id: str, accepts_dms: bool | None) -> User:
@@ -282,11 +290,17 @@ class SandboxState:
     def remember_nonce(self, key: str, nonce: str, now: float, ttl: float) -> bool:
         """Record a nonce; False when it was seen within `ttl` (a replayed request)."""
         with self._lock:
-            if len(self._nonces) > 10_000:
-                self._nonces = {k: t for k, t in self._nonces.items() if now - t < ttl}
+            # Insertion order is time order: forget expired nonces from the oldest end, O(1)
+            # amortised per request however many are live.
+            while self._nonces:
+                oldest = next(iter(self._nonces))
+                if now - self._nonces[oldest] < ttl:
+                    break
+                del self._nonces[oldest]
             seen = self._nonces.get((key, nonce))
             if seen is not None and now - seen < ttl:
                 return False
+            self._nonces.pop((key, nonce), None)  # re-insert at the young end
             self._nonces[(key, nonce)] = now
             return True
 

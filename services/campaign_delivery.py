@@ -230,9 +230,17 @@ async def claimable(
     occurrence: int,
     limit: int,
     exclude_accounts: Sequence[uuid.UUID] = (),
+    exclude_ids: Sequence[uuid.UUID] = (),
 ) -> list[Pending]:
+    """Queued recipients, locked; `exclude_ids`: ones this transaction already took."""
     return await _pending(
-        session, campaign_id, occurrence, RecipientState.queued, limit, exclude_accounts
+        session,
+        campaign_id,
+        occurrence,
+        RecipientState.queued,
+        limit,
+        exclude_accounts,
+        exclude_ids,
     )
 
 
@@ -243,6 +251,7 @@ async def _pending(
     state: RecipientState,
     limit: int,
     exclude_accounts: Sequence[uuid.UUID] = (),
+    exclude_ids: Sequence[uuid.UUID] = (),
 ) -> list[Pending]:
     statement = (
         select(CampaignRecipient, Contact, XAccount)
@@ -259,6 +268,8 @@ async def _pending(
     )
     if exclude_accounts:
         statement = statement.where(col(CampaignRecipient.account_id).not_in(exclude_accounts))
+    if exclude_ids:
+        statement = statement.where(col(CampaignRecipient.id).not_in(exclude_ids))
     rows = (await session.execute(statement)).all()
     return [Pending(r, c, a) for r, c, a in rows]
 

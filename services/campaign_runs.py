@@ -19,7 +19,10 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleRange,
     ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDReusePolicy
@@ -36,7 +39,7 @@ from workflows.campaign import CampaignInput, CampaignProgress, CampaignWorkflow
 logger = logging.getLogger(__name__)
 
 # Recipients per send_batch activity and DMs in flight at once (tests shrink the batch).
-BATCH_SIZE = 200
+BATCH_SIZE = 500
 CONCURRENCY = 32
 
 _WEEKDAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]
@@ -140,9 +143,27 @@ def handle(temporal: Client, campaign: Campaign) -> WorkflowHandle[Any, Campaign
     return temporal.get_workflow_handle_for(CampaignWorkflow.run, workflow_id)
 
 
-async def reschedule(temporal: Client, campaign: Campaign) -> None:
-    """A scheduled campaign's new startAt/endAt reaches its waiting workflow."""
-    if campaign.status != CampaignStatus.scheduled or campaign.recurrence is not None:
+async def reschedule(temporal: Client, session: AsyncSession, campaign: Campaign) -> None:
+    """A scheduled campaign's new startAt/endAt reaches its waiting workflow; a recurring
+    one's new recurrence/startAt/endAt its Temporal Schedule."""
+    if campaign.status != CampaignStatus.scheduled:
+        return
+    if campaign.recurrence is not None:
+        spec = schedule_spec(
+            Recurrence.model_validate(campaign.recurrence),
+            await account_timezone(session, campaign.merchant_id),
+            campaign.start_at,
+            campaign.end_at,
+        )
+
+        def updater(current: ScheduleUpdateInput) -> ScheduleUpdate:
+            schedule = current.description.schedule
+            schedule.spec = spec
+            return ScheduleUpdate(schedule=schedule)
+
+        await temporal.get_schedule_handle(ids.campaign_schedule_id(str(campaign.id))).update(
+            updater
+        )
         return
     try:
         await handle(temporal, campaign).signal(
@@ -183,5 +204,5 @@ async def _update(temporal: Client, campaign: Campaign, update: Any, action: str
 async def progress(temporal: Client, campaign: Campaign) -> CampaignProgress | None:
     try:
         return await handle(temporal, campaign).query(CampaignWorkflow.progress)
-    except RPCError:
+    except (RPCError, WorkflowQueryFailedError):
         return None

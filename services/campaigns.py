@@ -214,7 +214,15 @@ async def update_campaign(
         if "end_at" in given:
             campaign.end_at = body.schedule.end_at
         if "recurrence" in given:
-            campaign.recurrence = _recurrence_json(body.schedule)
+            recurrence = _recurrence_json(body.schedule)
+            started = campaign.status == CampaignStatus.scheduled
+            if started and (recurrence is None) != (campaign.recurrence is None):
+                raise ValidationFailed(
+                    "schedule.recurrence",
+                    "a started campaign keeps being one-off or recurring; change the "
+                    "recurrence itself, or create another campaign",
+                )
+            campaign.recurrence = recurrence
         if campaign.start_at and campaign.end_at and campaign.end_at <= campaign.start_at:
             raise ValidationFailed("schedule.endAt", "must be after startAt")
     if campaign.status == CampaignStatus.scheduled:

@@ -53,7 +53,7 @@ class CampaignInput(BaseModel):
     start_at: datetime | None = None
     end_at: datetime | None = None
     recurring: bool = False  # an occurrence of a Temporal Schedule
-    batch_size: int = 200
+    batch_size: int = 500
     concurrency: int = 32
     heartbeat_seconds: int = int(BATCH_HEARTBEAT.total_seconds())
     # Continue-as-new after this many batches even if Temporal has not suggested it yet.

@@ -13,6 +13,7 @@ from api.pagination import PageDep
 from models.campaign import (
     Campaign,
     CampaignCreate,
+    CampaignLive,
     CampaignMetricsDetail,
     CampaignPublic,
     CampaignStatus,
@@ -23,6 +24,7 @@ from models.campaign import (
 )
 from services import campaign_metrics, campaign_runs, campaign_tests
 from services import campaigns as campaign_service
+from services.campaigns import STARTED
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
@@ -104,12 +106,12 @@ async def update_campaign(
 ) -> Envelope[CampaignPublic]:
     """Update a draft or scheduled campaign (400 otherwise); a new startAt of a scheduled one
     moves its workflow's timer."""
-    old_schedule = (campaign.start_at, campaign.end_at)
+    old_schedule = (campaign.start_at, campaign.end_at, campaign.recurrence)
     campaign = await campaign_service.update_campaign(session, campaign, body)
     envelope = await _one(session, campaign)
     await session.commit()
-    if (campaign.start_at, campaign.end_at) != old_schedule:
-        await campaign_runs.reschedule(temporal, campaign)
+    if (campaign.start_at, campaign.end_at, campaign.recurrence) != old_schedule:
+        await campaign_runs.reschedule(temporal, session, campaign)
     return envelope
 
 
@@ -180,12 +182,22 @@ async def resume_campaign(
 async def get_metrics(
     campaign: CampaignDep,
     session: SessionDep,
+    temporal: TemporalDep,
     bucket: Annotated[
         campaign_metrics.Bucket, Query(description="timeline bucket: minute, hour or day")
     ] = campaign_metrics.Bucket.hour,
 ) -> Envelope[CampaignMetricsDetail]:
-    """Sent, delivered, failed, opened, clicked, replied, the four rates and a timeline."""
-    return ok(await campaign_metrics.campaign_metrics(session, campaign.id, bucket))
+    """Sent, delivered, failed, opened, clicked, replied, the four rates and a timeline; while
+    a run exists, `live` is what the workflow reports (e.g. sleeping until the quota frees)."""
+    metrics = await campaign_metrics.campaign_metrics(session, campaign.id, bucket)
+    if campaign.status in STARTED:
+        progress = await campaign_runs.progress(temporal, campaign)
+        if progress is not None:
+            reported = progress.model_dump()
+            metrics.live = CampaignLive.model_validate(
+                {k: v for k, v in reported.items() if k in CampaignLive.model_fields}
+            )
+    return ok(metrics)
 
 
 @router.post(

@@ -58,6 +58,7 @@ async def test_sends_each_recipient_exactly_once_with_tracked_links(
         assert click.headers["location"] == "https://shop.example/deal"
 
     metrics = (await api.get(f"/campaigns/{campaign['id']}/metrics")).json()["data"]
+    assert metrics["live"] is None  # completed: no run to ask
     assert metrics["totalSent"] == 4
     assert metrics["delivered"] == 4
     assert metrics["failed"] == 0
@@ -118,6 +119,8 @@ async def test_pause_mid_send_then_resume(
     settled = sum((await dms_per_person(x_admin, world)).values())
     await asyncio.sleep(0.6)
     assert sum((await dms_per_person(x_admin, world)).values()) == settled < 10
+    live = (await api.get(f"/campaigns/{campaign['id']}/metrics")).json()["data"]["live"]
+    assert live["paused"] is True and live["phase"] == "sending" and live["status"] == "paused"
 
     resumed = await api.post(f"/campaigns/{campaign['id']}/resume")
     assert resumed.status_code == 200, resumed.text

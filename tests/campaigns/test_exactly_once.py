@@ -18,7 +18,7 @@ from sqlmodel import col
 from temporalio.client import Client
 
 from mktx.settings import Settings
-from models.campaign import Campaign, CampaignStatus
+from models.campaign import Campaign, CampaignStatus, RecipientState
 from models.db import SessionMaker
 from sandbox.admin import SandboxAdmin
 from tests.campaigns.conftest import dms_per_person, make_world, recipients
@@ -123,7 +123,7 @@ async def test_worker_killed_mid_batch_sends_each_recipient_once(
     assert 0 < sum(before.values()) < 12
     # The batch's outcomes were never written: those DMs are `sending`, some already at X.
     states = [r.state for r in await recipients(sessions, campaign["id"])]
-    assert states.count("sending") > 0
+    assert states.count(RecipientState.sending) > 0
 
     worker_process.start()
     await asyncio.wait_for(handle.result(), timeout=60)

@@ -77,4 +77,15 @@ async def test_weekly_recurrence_runs_occurrences_that_reevaluate_segments(
     assert counts == {**{p.id: 2 for p in world.people}, newcomer.id: 1}
     rows = await recipients(sessions, campaign["id"])
     assert sorted(r.occurrence for r in rows) == [1, 1, 2, 2, 2]
+    moved = await api.put(
+        f"/campaigns/{campaign['id']}",
+        json={"schedule": {"recurrence": {"cron": "30 8 * * *", "timezone": "Europe/Paris"}}},
+    )
+    assert moved.status_code == 200, moved.text
+    spec = (await schedule.describe()).schedule.spec
+    # Temporal stores a cron expression as calendar entries.
+    assert spec.time_zone_name == "Europe/Paris"
+    assert spec.calendars[0].hour[0].start == 8 and spec.calendars[0].minute[0].start == 30
+    one_off = await api.put(f"/campaigns/{campaign['id']}", json={"schedule": {"recurrence": None}})
+    assert one_off.status_code == 422
     await schedule.delete()

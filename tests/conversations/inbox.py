@@ -3,6 +3,7 @@ as rows (as ingestion would leave them) with a real sandbox user as the contact.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,7 +38,16 @@ async def connect_shop(api: Api, x_admin: SandboxAdmin) -> Shop:
         json={"oauthToken": user.access_token, "oauthTokenSecret": user.access_token_secret},
     )
     assert response.status_code == 200, response.text
-    return Shop(account_id=response.json()["data"]["id"], user=user)
+    account_id = response.json()["data"]["id"]
+    # Let the connect workflow finish first: a test that then revokes the token must not race
+    # the workflow's own call to X (which would flag the account before the test's send).
+    for _ in range(200):
+        account = (await api.get(f"/accounts/{account_id}")).json()["data"]
+        if account["subscriptionStatus"] != "pending":
+            break
+        await asyncio.sleep(0.05)
+    assert account["subscriptionStatus"] == "subscribed", account
+    return Shop(account_id=account_id, user=user)
 
 
 async def open_thread(
