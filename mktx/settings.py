@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     # Sending: one ledger of DMs per X account (rolling 24 h) that every sender reserves from
     dm_limit_per_24h: int = Field(500, ge=1)
     campaign_limit_per_24h: int = Field(10_000, ge=1)
+    # An inbound DM this long after a campaign DM counts as a reply to it
+    campaign_reply_window_hours: float = Field(72.0, gt=0)
 
     # Opt-out: an inbound DM that is exactly one of these words (case-insensitive)
     opt_out_keywords: list[str] = ["STOP", "UNSUBSCRIBE"]

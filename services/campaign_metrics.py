@@ -6,7 +6,8 @@
   `read` webhook event from that contact whose `last_read_event_id` is at or past the DM's
   event id (X event ids grow with time), or a `read_at` set on the recipient;
 - clicked: the recipient followed one of its tracked links (`clicked_at`);
-- replied: an inbound DM from the contact within `REPLY_WINDOW` after the campaign DM.
+- replied: an inbound DM from the contact within the reply window (configurable) after the
+  campaign DM.
 
 Reading receipts and replies from the data webhook ingestion already stores keeps ingestion
 unaware of campaigns. Test sends live in their own table and are never counted.
@@ -26,7 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.campaign import CampaignMetrics, CampaignMetricsDetail, TimelineBucket
 
 # An inbound DM this long after the campaign message counts as a reply to it.
-REPLY_WINDOW = timedelta(hours=72)
+DEFAULT_REPLY_WINDOW = timedelta(hours=72)  # MKTX_CAMPAIGN_REPLY_WINDOW_HOURS
 
 
 class Bucket(StrEnum):
@@ -96,21 +97,23 @@ ORDER BY 1
 
 
 async def _rows(
-    session: AsyncSession, campaign_ids: Sequence[uuid.UUID]
+    session: AsyncSession, campaign_ids: Sequence[uuid.UUID], reply_window: timedelta
 ) -> dict[uuid.UUID, dict[str, int]]:
     if not campaign_ids:
         return {}
     result = await session.execute(
-        _HEADLINE, {"campaign_ids": list(campaign_ids), "reply_window": REPLY_WINDOW}
+        _HEADLINE, {"campaign_ids": list(campaign_ids), "reply_window": reply_window}
     )
     return {row.campaign_id: dict(row._mapping) for row in result}
 
 
 async def headline_counts(
-    session: AsyncSession, campaign_ids: Sequence[uuid.UUID]
+    session: AsyncSession,
+    campaign_ids: Sequence[uuid.UUID],
+    reply_window: timedelta = DEFAULT_REPLY_WINDOW,
 ) -> dict[uuid.UUID, CampaignMetrics]:
     """The six headline counts of several campaigns, in one statement."""
-    rows = await _rows(session, campaign_ids)
+    rows = await _rows(session, campaign_ids, reply_window)
     return {
         campaign_id: CampaignMetrics(
             total_sent=row["total_sent"],
@@ -129,9 +132,12 @@ def _rate(part: int, whole: int) -> float:
 
 
 async def campaign_metrics(
-    session: AsyncSession, campaign_id: uuid.UUID, bucket: Bucket = Bucket.hour
+    session: AsyncSession,
+    campaign_id: uuid.UUID,
+    bucket: Bucket = Bucket.hour,
+    reply_window: timedelta = DEFAULT_REPLY_WINDOW,
 ) -> CampaignMetricsDetail:
-    row = (await _rows(session, [campaign_id])).get(campaign_id)
+    row = (await _rows(session, [campaign_id], reply_window)).get(campaign_id)
     timeline = [
         TimelineBucket(timestamp=r.at, sent=r.sent, delivered=r.delivered, failed=r.failed)
         for r in await session.execute(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -78,17 +78,19 @@ def schedule_of(campaign: Campaign) -> CampaignSchedule:
 
 
 async def summary_metrics(
-    session: AsyncSession, campaign_ids: Sequence[uuid.UUID]
+    session: AsyncSession, campaign_ids: Sequence[uuid.UUID], reply_window: timedelta
 ) -> dict[uuid.UUID, CampaignMetrics]:
     """The headline counts of several campaigns in one grouped query (opened/clicked/replied
     come from `services.campaign_metrics`, which joins the webhook-derived data)."""
     from services.campaign_metrics import headline_counts
 
-    return await headline_counts(session, campaign_ids)
+    return await headline_counts(session, campaign_ids, reply_window)
 
 
-async def public(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[CampaignPublic]:
-    metrics = await summary_metrics(session, [c.id for c in campaigns])
+async def public(
+    session: AsyncSession, campaigns: Sequence[Campaign], reply_window: timedelta
+) -> list[CampaignPublic]:
+    metrics = await summary_metrics(session, [c.id for c in campaigns], reply_window)
     return [
         CampaignPublic.model_validate(
             {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -57,23 +58,33 @@ CampaignForChangeDep = Annotated[Campaign, Depends(load_campaign_for_change)]
 CampaignForControlDep = Annotated[Campaign, Depends(load_campaign_for_control)]
 
 
-async def _one(session: SessionDep, campaign: Campaign) -> Envelope[CampaignPublic]:
-    return ok((await campaign_service.public(session, [campaign]))[0])
+async def reply_window(context: ContextDep) -> timedelta:
+    return timedelta(hours=context.settings.campaign_reply_window_hours)
+
+
+ReplyWindowDep = Annotated[timedelta, Depends(reply_window)]
+
+
+async def _one(
+    session: SessionDep, campaign: Campaign, window: timedelta
+) -> Envelope[CampaignPublic]:
+    return ok((await campaign_service.public(session, [campaign], window))[0])
 
 
 @router.post("", response_model=Envelope[CampaignPublic], responses=error_responses(401, 403, 422))
 async def create_campaign(
-    body: CampaignCreate, principal: MarketingDep, session: SessionDep
+    body: CampaignCreate, principal: MarketingDep, session: SessionDep, window: ReplyWindowDep
 ) -> Envelope[CampaignPublic]:
     """Create a campaign (draft) from a template, segments and a schedule."""
     campaign = await campaign_service.create_campaign(session, principal.merchant_id, body)
-    return await _one(session, campaign)
+    return await _one(session, campaign, window)
 
 
 @router.get("", response_model=Page[CampaignPublic], responses=error_responses(401, 403, 422))
 async def list_campaigns(
     principal: ReaderDep,
     session: SessionDep,
+    window: ReplyWindowDep,
     page: PageDep,
     status: Annotated[CampaignStatus | None, Query()] = None,
     type: Annotated[CampaignType | None, Query()] = None,
@@ -82,15 +93,17 @@ async def list_campaigns(
     rows, total = await page.fetch(
         session, campaign_service.list_statement(principal.merchant_id, status, type)
     )
-    return page.page(await campaign_service.public(session, rows), total)
+    return page.page(await campaign_service.public(session, rows, window), total)
 
 
 @router.get(
     "/{campaignId}", response_model=Envelope[CampaignPublic], responses=error_responses(401, 404)
 )
-async def get_campaign(campaign: CampaignDep, session: SessionDep) -> Envelope[CampaignPublic]:
+async def get_campaign(
+    campaign: CampaignDep, session: SessionDep, window: ReplyWindowDep
+) -> Envelope[CampaignPublic]:
     """One campaign with its status and headline metrics."""
-    return await _one(session, campaign)
+    return await _one(session, campaign, window)
 
 
 @router.put(
@@ -102,13 +115,14 @@ async def update_campaign(
     body: CampaignUpdate,
     campaign: CampaignForChangeDep,
     session: SessionDep,
+    window: ReplyWindowDep,
     temporal: TemporalDep,
 ) -> Envelope[CampaignPublic]:
     """Update a draft or scheduled campaign (400 otherwise); a new startAt of a scheduled one
     moves its workflow's timer."""
     old_schedule = (campaign.start_at, campaign.end_at, campaign.recurrence)
     campaign = await campaign_service.update_campaign(session, campaign, body)
-    envelope = await _one(session, campaign)
+    envelope = await _one(session, campaign, window)
     await session.commit()
     if (campaign.start_at, campaign.end_at, campaign.recurrence) != old_schedule:
         await campaign_runs.reschedule(temporal, session, campaign)
@@ -123,13 +137,14 @@ async def update_campaign(
 async def start_campaign(
     campaign: CampaignForChangeDep,
     session: SessionDep,
+    window: ReplyWindowDep,
     context: ContextDep,
     temporal: TemporalDep,
 ) -> Envelope[CampaignPublic]:
     """Start: scheduled (future startAt or a recurrence) or running now. 400 without segments
     or with an invalid template; 409 when already started."""
     campaign = await campaign_service.mark_started(session, campaign)
-    envelope = await _one(session, campaign)
+    envelope = await _one(session, campaign, window)
     # The workflow reads the row: commit first. A failed start leaves the status to retry.
     await session.commit()
     try:
@@ -148,14 +163,17 @@ async def start_campaign(
     responses=error_responses(400, 401, 403, 404),
 )
 async def pause_campaign(
-    campaign: CampaignForControlDep, session: SessionDep, temporal: TemporalDep
+    campaign: CampaignForControlDep,
+    session: SessionDep,
+    window: ReplyWindowDep,
+    temporal: TemporalDep,
 ) -> Envelope[CampaignPublic]:
     """Pause a running campaign (400 naming the status otherwise)."""
     campaign_service.require_status(campaign, CampaignStatus.running, "paused")
     await session.commit()
     await campaign_runs.pause(temporal, campaign)
     await session.refresh(campaign)
-    return await _one(session, campaign)
+    return await _one(session, campaign, window)
 
 
 @router.post(
@@ -164,14 +182,17 @@ async def pause_campaign(
     responses=error_responses(400, 401, 403, 404),
 )
 async def resume_campaign(
-    campaign: CampaignForControlDep, session: SessionDep, temporal: TemporalDep
+    campaign: CampaignForControlDep,
+    session: SessionDep,
+    window: ReplyWindowDep,
+    temporal: TemporalDep,
 ) -> Envelope[CampaignPublic]:
     """Resume a paused campaign (400 naming the status otherwise)."""
     campaign_service.require_status(campaign, CampaignStatus.paused, "resumed")
     await session.commit()
     await campaign_runs.resume(temporal, campaign)
     await session.refresh(campaign)
-    return await _one(session, campaign)
+    return await _one(session, campaign, window)
 
 
 @router.get(
@@ -182,6 +203,7 @@ async def resume_campaign(
 async def get_metrics(
     campaign: CampaignDep,
     session: SessionDep,
+    window: ReplyWindowDep,
     temporal: TemporalDep,
     bucket: Annotated[
         campaign_metrics.Bucket, Query(description="timeline bucket: minute, hour or day")
@@ -189,7 +211,7 @@ async def get_metrics(
 ) -> Envelope[CampaignMetricsDetail]:
     """Sent, delivered, failed, opened, clicked, replied, the four rates and a timeline; while
     a run exists, `live` is what the workflow reports (e.g. sleeping until the quota frees)."""
-    metrics = await campaign_metrics.campaign_metrics(session, campaign.id, bucket)
+    metrics = await campaign_metrics.campaign_metrics(session, campaign.id, bucket, window)
     if campaign.status in STARTED:
         progress = await campaign_runs.progress(temporal, campaign)
         if progress is not None:
