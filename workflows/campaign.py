@@ -20,6 +20,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from workflows.retry import DB_RETRY
+
 with workflow.unsafe.imports_passed_through():
     from activities.campaign import (
         BatchResult,
@@ -31,9 +33,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.campaign import CampaignStatus
 
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
-)
 BATCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
