@@ -28,7 +28,7 @@ from models.db import utcnow
 from models.quota import SendKind, SendReservation
 from models.segment import Segment
 from services import segments as segment_service
-from services.quota import WINDOW, QuotaLimits
+from services.quota import WINDOW, QuotaLimits, prune_ledger
 from services.segment_sql import CONTACTS
 
 logger = logging.getLogger(__name__)
@@ -299,6 +299,7 @@ async def reserve_slots(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
         {"key": f"send-quota:{account_id}"},
     )
+    await prune_ledger(session, account_id, now)
     since = now - WINDOW
     used, used_campaign, oldest, oldest_campaign = (
         await session.execute(

@@ -51,6 +51,7 @@ async def reserve_send_quota(
         {"key": f"send-quota:{account_id}"},
     )
     now = utcnow()
+    await prune_ledger(session, account_id, now)
     since = now - WINDOW
     checks: list[tuple[str, int, SendKind | None]] = [("direct message", limits.dm_per_24h, None)]
     if kind is SendKind.campaign:
@@ -100,6 +101,17 @@ async def _nth_oldest_expiry(
         statement = statement.where(col(SendReservation.kind) == only_kind)
     reserved_at = (await session.execute(statement)).scalar_one_or_none()
     return reserved_at + WINDOW if reserved_at is not None else None
+
+
+async def prune_ledger(session: AsyncSession, account_id: uuid.UUID, now: datetime) -> None:
+    """Forget reservations no window can see any more (call under the account's lock): the
+    ledger stays about one window long per account instead of growing with every send."""
+    await session.execute(
+        delete(SendReservation).where(
+            col(SendReservation.account_id) == account_id,
+            col(SendReservation.reserved_at) < now - 2 * WINDOW,
+        )
+    )
 
 
 async def release_send_quota(session: AsyncSession, reservation_id: uuid.UUID) -> None:

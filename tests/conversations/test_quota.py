@@ -99,6 +99,43 @@ async def test_slots_older_than_24_hours_free_up(
         assert await session.get(Message, message_id) is not None  # history is kept
 
 
+async def test_the_ledger_forgets_reservations_no_window_sees(
+    api: Api, x_admin: SandboxAdmin, sessions: SessionMaker
+) -> None:
+    shop = await connect_shop(api, x_admin)
+    account_id = uuid.UUID(shop.account_id)
+    limits = QuotaLimits(dm_per_24h=10, campaign_per_24h=10)
+    async with sessions() as session, session.begin():
+        for hours_ago in (72, 49, 30):
+            session.add(
+                SendReservation(
+                    merchant_id=api.merchant.id,
+                    account_id=account_id,
+                    kind=SendKind.inbox,
+                    reserved_at=utcnow() - timedelta(hours=hours_ago),
+                )
+            )
+    async with sessions() as session, session.begin():
+        await reserve_send_quota(
+            session,
+            merchant_id=api.merchant.id,
+            account_id=account_id,
+            kind=SendKind.inbox,
+            limits=limits,
+        )
+    async with sessions() as session:
+        kept = (
+            await session.exec(
+                select(SendReservation.reserved_at).where(
+                    col(SendReservation.account_id) == account_id
+                )
+            )
+        ).all()
+    # Older than two windows: gone; the 30-hour-old one stays (it is harmless and cheap).
+    assert len(kept) == 2
+    assert all(utcnow() - at < timedelta(hours=48) for at in kept)
+
+
 async def test_concurrent_reservations_never_exceed_the_limit(
     api: Api, x_admin: SandboxAdmin, sessions: SessionMaker
 ) -> None:
