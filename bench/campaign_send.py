@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +27,12 @@ import httpx
 import psutil
 import sqlalchemy as sa
 from pydantic import SecretStr
-from sqlalchemy.engine import make_url
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from bench._infra import free_port, fresh_database
 from integrations.x import XClient, XCredentials
-from migrations.runner import upgrade_database
 from mktx.secrets import SecretBox
 from mktx.settings import Environment, Settings
 from sandbox.admin import SandboxAdmin, SandboxUser
@@ -101,40 +97,6 @@ def _serve_sandbox(port: int, count: int) -> None:
 
 
 # Infrastructure -----------------------------------------------------------------------------
-
-
-def _server_url() -> str:
-    explicit = os.environ.get("MKTX_BENCH_DATABASE_URL")
-    if explicit:
-        return explicit
-    import pgserver
-
-    data = REPO / ".mkt-x" / "bench-pg"
-    data.parent.mkdir(parents=True, exist_ok=True)
-    return str(pgserver.get_server(data, cleanup_mode="stop").get_uri())
-
-
-@contextmanager
-def _fresh_database() -> Iterator[str]:
-    server = make_url(_server_url()).set(drivername="postgresql+psycopg")
-    name = f"mktx_bench_campaign_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade_database(url)
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(settings: Settings) -> dict[str, str]:
@@ -301,14 +263,14 @@ async def _history_lengths(client: Client, workflow_id: str) -> list[int]:
 
 
 async def _run() -> None:
-    with _fresh_database() as url:
+    with fresh_database("mktx_bench_campaign") as url:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(BIN / "temporal"),
             search_attributes=ids.SEARCH_ATTRIBUTES,
             data_converter=pydantic_data_converter,
             dev_server_log_level="error",
         )
-        sandbox_port = _free_port()
+        sandbox_port = free_port()
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
             env=Environment.test,

@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from api.app import BASE_PATH, create_app
+from bench._infra import server, server_url
 from migrations.runner import upgrade_database
 from mktx.settings import Environment, Settings
 from models.account import XAccount
@@ -234,36 +235,17 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     total = int(os.environ.get("MKTX_BENCH_CONTACTS", "1000000"))
-    server = _server_url()
-    reuse = os.environ.get("MKTX_BENCH_REUSE") == "1" and _seeded(server, total)
-    url = _database_url(server) if reuse else _fresh_database(server)
+    pg = server_url()
+    reuse = os.environ.get("MKTX_BENCH_REUSE") == "1" and _seeded(pg, total)
+    url = _database_url(pg) if reuse else _fresh_database(pg)
     print(f"database: {make_url(url).render_as_string(hide_password=True)}", flush=True)
     if not reuse:
         upgrade_database(url)
     asyncio.run(_run(url, total, seed=not reuse))
 
 
-def _server_url() -> str:
-    explicit = os.environ.get("MKTX_BENCH_DATABASE_URL")
-    if explicit:
-        return explicit
-    import pgserver
-
-    data = REPO / ".mkt-x" / "bench-pg"
-    data.parent.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data, cleanup_mode="stop")
-    uri: str = server.get_uri()
-    return uri
-
-
-def _server(server_url: str) -> sa.URL:
-    return make_url(server_url.replace("postgresql://", "postgresql+psycopg://", 1)).set(
-        drivername="postgresql+psycopg"
-    )
-
-
 def _database_url(server_url: str) -> str:
-    return _server(server_url).set(database=DATABASE).render_as_string(hide_password=False)
+    return server(server_url).set(database=DATABASE).render_as_string(hide_password=False)
 
 
 def _seeded(server_url: str, total: int) -> bool:
@@ -279,7 +261,7 @@ def _seeded(server_url: str, total: int) -> bool:
 
 
 def _fresh_database(server_url: str) -> str:
-    base = _server(server_url)
+    base = server(server_url)
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))

@@ -41,6 +41,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import BASE_PATH, create_app
+from bench._infra import server, server_url
 from migrations.runner import upgrade_database
 from mktx.settings import Environment, Settings
 from models.account import XAccount
@@ -162,29 +163,15 @@ def main() -> None:
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     total = int(os.environ.get("MKTX_BENCH_SEGMENT_CONTACTS", "1000000"))
     reuse = os.environ.get("MKTX_BENCH_SEGMENT_REUSE") == "1"
-    url = _fresh_database(_server_url(), reuse=reuse)
+    url = _fresh_database(server_url(), reuse=reuse)
     print(f"database: {make_url(url).render_as_string(hide_password=True)}", flush=True)
     upgrade_database(url)
     asyncio.run(_run(url, total, reuse=reuse))
 
 
-def _server_url() -> str:
-    explicit = os.environ.get("MKTX_BENCH_DATABASE_URL")
-    if explicit:
-        return explicit
-    import pgserver
-
-    data = REPO / ".mkt-x" / "bench-pg"
-    data.parent.mkdir(parents=True, exist_ok=True)
-    uri: str = pgserver.get_server(data, cleanup_mode="stop").get_uri()
-    return uri
-
-
 def _fresh_database(server_url: str, *, reuse: bool) -> str:
     """The bench's own database, recreated (or kept as the last run seeded it, with reuse)."""
-    base = make_url(server_url.replace("postgresql://", "postgresql+psycopg://", 1)).set(
-        drivername="postgresql+psycopg"
-    )
+    base = server(server_url)
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         exists = conn.execute(

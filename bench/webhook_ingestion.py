@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from sqlalchemy.engine import make_url
 
-from migrations.runner import upgrade_database
+from bench._infra import free_port, fresh_database
 from services.webhook_security import SIGNATURE_HEADER, body_signature
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,34 +67,6 @@ async def bare(request: Request) -> dict[str, bool]:
 
 
 # Database -----------------------------------------------------------------------------------
-
-
-def _server_url() -> str:
-    explicit = os.environ.get("MKTX_BENCH_DATABASE_URL")
-    if explicit:
-        return explicit
-    import pgserver
-
-    data = REPO / ".mkt-x" / "bench-pg"
-    data.parent.mkdir(parents=True, exist_ok=True)
-    return str(pgserver.get_server(data, cleanup_mode="stop").get_uri())
-
-
-@contextmanager
-def fresh_database() -> Iterator[str]:
-    server = make_url(_server_url()).set(drivername="postgresql+psycopg")
-    name = f"mktx_bench_webhooks_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade_database(url)
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def connect_shop(url: str) -> str:
@@ -133,12 +104,6 @@ def count_rows(url: str) -> tuple[int, int, int]:
 
 
 # Servers ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -460,7 +425,7 @@ def run() -> bool:
     LOAD_BEFORE = os.getloadavg()
     webhook: dict[str, Measured] = {}
     bare: dict[str, Measured] = {}
-    with fresh_database() as url:
+    with fresh_database("mktx_bench_webhooks") as url:
         connect_shop(url)
         env = {
             "MKTX_DATABASE_URL": url,
