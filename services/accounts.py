@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from integrations.x import XClient, XCredentials, XError
 from mktx.secrets import SecretBox
@@ -42,13 +43,14 @@ async def get_account(
     )
 
 
-async def list_accounts(
-    session: AsyncSession, merchant_id: str, status: AccountStatus | None
-) -> list[XAccount]:
-    statement = owned_by(XAccount, merchant_id).order_by(XAccount.connected_at.desc())  # type: ignore[attr-defined]
+def accounts_listing(merchant_id: str, status: AccountStatus | None) -> SelectOfScalar[XAccount]:
+    """The merchant's accounts, newest connection first (a stable order for paging)."""
+    statement = owned_by(XAccount, merchant_id).order_by(
+        col(XAccount.connected_at).desc(), col(XAccount.id)
+    )
     if status is not None:
-        statement = statement.where(XAccount.status == status)
-    return list((await session.exec(statement)).all())
+        statement = statement.where(col(XAccount.status) == status)
+    return statement
 
 
 async def connect_account(

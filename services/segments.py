@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, false, func, or_, select, text
@@ -228,7 +228,6 @@ async def delete_segment(session: AsyncSession, segment: Segment) -> None:
 
 # In use by campaigns ----------------------------------------------------------------------------
 
-SegmentUsageCheck = Callable[[AsyncSession, Segment], Awaitable[Sequence[str]]]
 _usage = UsageChecks[Segment]("segment")
 register_usage_check = _usage.register
 unregister_usage_check = _usage.unregister

@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,7 +226,6 @@ async def delete_template(session: AsyncSession, template: Template) -> None:
 
 # In use by campaigns ----------------------------------------------------------------------------
 
-TemplateUsageCheck = Callable[[AsyncSession, Template], Awaitable[Sequence[str]]]
 _usage = UsageChecks[Template]("template")
 register_usage_check = _usage.register
 unregister_usage_check = _usage.unregister

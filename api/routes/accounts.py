@@ -24,7 +24,6 @@ from models.account import (
 )
 from services import accounts as account_service
 from services.errors import ServiceUnavailable
-from services.tenancy import owned_by
 from workflows import ids
 from workflows.accounts import (
     AccountConnectInput,
@@ -100,12 +99,7 @@ async def list_accounts(
     status: Annotated[AccountStatus | None, Query(description="active, inactive or error")] = None,
 ) -> Page[AccountPublic]:
     """List the merchant's connected X accounts."""
-    statement = owned_by(XAccount, principal.merchant_id).order_by(
-        XAccount.connected_at.desc(),  # type: ignore[attr-defined]
-        XAccount.id,  # type: ignore[arg-type]
-    )
-    if status is not None:
-        statement = statement.where(XAccount.status == status)
+    statement = account_service.accounts_listing(principal.merchant_id, status)
     rows, total = await page.fetch(session, statement)
     return page.page([AccountPublic.model_validate(row) for row in rows], total)
 

@@ -89,7 +89,7 @@ async def verify_webhook_url(context: ContextDep, crc_token: CrcToken = None) ->
 )
 async def receive_events(request: Request, background: BackgroundTasks) -> JSONResponse:
     """Receive Account Activity events from X (signed with the app's consumer secret)."""
-    # Not ContextDep: a sync dependency runs in a worker thread, a cost paid on every event.
+    # Read directly rather than through a dependency: this is the hottest path of the API.
     context: AppContext = request.app.state.context
     body = await request.body()
     secret = context.settings.x_consumer_secret.get_secret_value()
