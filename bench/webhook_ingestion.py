@@ -126,7 +126,9 @@ def uvicorn_process(
     ]
     if factory:
         command.append("--factory")
-    log = (REPO / ".mkt-x" / f"bench-{target.split(':')[0].replace('.', '-')}.log").open("wb")
+    logs = REPO / ".mkt-x"
+    logs.mkdir(exist_ok=True)
+    log = (logs / f"bench-{target.split(':')[0].replace('.', '-')}.log").open("wb")
     process = subprocess.Popen(
         command, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
     )

@@ -47,6 +47,14 @@ FOLLOWS_ATTRIBUTE = "followsAccount"
 SNAPSHOT_ATTEMPTS = 3
 
 
+MAX_ERROR = 2048
+
+
+def describe_failure(exc: BaseException) -> str:
+    """How a failure is recorded on the stored event (bounded)."""
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+
+
 class UnusableEvent(ValueError):
     """The event is stored but cannot be applied as X sent it (missing fields): not retried."""
 
