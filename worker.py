@@ -14,10 +14,12 @@ from temporalio.worker import Worker
 import activities.accounts
 import activities.campaign
 import activities.listeners
+import activities.maintenance
 import activities.messaging
 import workflows.accounts
 import workflows.campaign
 import workflows.contact_reply
+import workflows.maintenance
 import workflows.messaging
 from activities.deps import WorkerDeps
 from integrations.x import x_client_from_settings
@@ -26,6 +28,7 @@ from mktx.secrets import SecretBox
 from mktx.settings import Settings, load_settings
 from mktx.temporal import connect_temporal, ensure_search_attributes
 from models.db import SessionMaker, make_engine, make_sessionmaker
+from services.maintenance_schedule import ensure_maintenance_schedule
 
 logger = logging.getLogger("worker")
 
@@ -35,12 +38,14 @@ ALL_WORKFLOWS: Sequence[type] = [
     *workflows.messaging.WORKFLOWS,
     *workflows.contact_reply.WORKFLOWS,
     *workflows.campaign.WORKFLOWS,
+    *workflows.maintenance.WORKFLOWS,
 ]
 ACTIVITY_BUILDERS: Sequence[Callable[[WorkerDeps], list[Callable[..., Any]]]] = [
     activities.accounts.build,
     activities.messaging.build,
     activities.listeners.build,
     activities.campaign.build,
+    activities.maintenance.build,
 ]
 
 
@@ -65,6 +70,7 @@ async def run(settings: Settings) -> None:
     client = await connect_temporal(settings)
     await ensure_search_attributes(client)
     worker = build_worker(client, settings, make_sessionmaker(engine))
+    await ensure_maintenance_schedule(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     task_queue: str = "mkt-x"
     temporal_port: int = Field(7233, ge=1, le=65535)
     temporal_ui_port: int = Field(8233, ge=1, le=65535)
+    # How often the worker's maintenance Schedule sweeps (webhook events, queued messages)
+    maintenance_interval_seconds: int = Field(60, ge=10)
 
     # Auth
     jwt_secret: SecretStr | None = None

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -18,8 +18,13 @@ class WebhookEvent(SQLModel, table=True):
     __table_args__ = (
         # X retries and duplicates: the same event is stored (and processed) once.
         UniqueConstraint("dedup_key", name="uq_webhook_events_dedup"),
+        # Events to reprocess, by when they are due (services/ingestion_reprocess.py); a pending
+        # event without a retry time is due since it was received.
         Index(
-            "ix_webhook_events_unprocessed", "received_at", postgresql_where="processed_at IS NULL"
+            "ix_webhook_events_pending",
+            text("coalesce(next_attempt_at, received_at)"),
+            "id",
+            postgresql_where=text("processed_at IS NULL"),
         ),
         Index("ix_webhook_events_merchant_subject", "merchant_id", "subject_user_id"),
         Index("ix_webhook_events_contact", "contact_id"),
@@ -41,3 +46,7 @@ class WebhookEvent(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     processed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     error: str | None = Field(default=None, max_length=2048)
+    # Failed attempts to apply it so far, and when the next one is due (reprocessing backs off;
+    # after services/ingestion_reprocess.MAX_ATTEMPTS the event is settled with its error).
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
+    next_attempt_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]

@@ -26,12 +26,17 @@ from models.db import utcnow
 from services import ingestion_sql as sql
 from services.errors import ServiceUnavailable
 from services.ingestion_apply import (
+    Applied,
+    Plan,
     UnusableEvent,
     describe_failure,
     event_params,
     fetch_one,
+    finish,
     ingest_event,
+    plan_statement,
 )
+from services.ingestion_batch import BatchFailed, GroupCommit
 from services.ingestion_connections import IngestionConnections
 from services.ingestion_dispatch import (
     ContactTrigger,
@@ -46,6 +51,7 @@ from services.ingestion_reprocess import reprocess_pending
 
 __all__ = [
     "ContactTrigger",
+    "GroupCommit",
     "IngestionConnections",
     "FollowUp",
     "IngestResult",
@@ -73,16 +79,40 @@ class IngestResult:
     follow_up: FollowUp = field(default_factory=FollowUp)
 
 
-async def ingest_payload(
-    connections: IngestionConnections, settings: Settings, body: Any
-) -> IngestResult:
+async def ingest_payload(group: GroupCommit, settings: Settings, body: Any) -> IngestResult:
     """Store and apply every event of a verified payload. Raises MalformedPayload (not an
     Account Activity payload) and ServiceUnavailable (the database cannot store it: X retries)."""
     events = split_payload(body)
     result = IngestResult(received=len(events))
+    now = utcnow()
+    plans = _batchable(settings, events, now)
+    if plans is not None:
+        try:
+            rows = await group.apply(plans)
+        except BatchFailed:
+            pass  # nothing of it was committed: each event alone, as below
+        else:
+            for plan, row in zip(plans, rows, strict=True):
+                _record(result, plan.event, await finish(None, settings, plan, row))
+            return result
     for event in events:
-        await _ingest_one(connections, settings, event, result)
+        await _ingest_one(group.connections, settings, event, result, now)
     return result
+
+
+def _batchable(settings: Settings, events: list[IncomingEvent], now: datetime) -> list[Plan] | None:
+    """The payload's statements when each is one plain statement (None: an event X sent
+    unusable, or a STOP/START with its confirmation, goes the way of one event alone)."""
+    plans = []
+    for event in events:
+        try:
+            plan = plan_statement(settings, event, event_params(event, now, uuid.uuid4()))
+        except UnusableEvent:
+            return None
+        if plan.keyword is not None:
+            return None
+        plans.append(plan)
+    return plans
 
 
 async def _ingest_one(
@@ -90,8 +120,8 @@ async def _ingest_one(
     settings: Settings,
     event: IncomingEvent,
     result: IngestResult,
+    now: datetime,
 ) -> None:
-    now = utcnow()
     failure: Exception | None = None
     for _ in range(2):
         try:
@@ -108,6 +138,10 @@ async def _ingest_one(
     if failure is not None:
         await _store_failed(connections, event, now, failure, result)
         return
+    _record(result, event, applied)
+
+
+def _record(result: IngestResult, event: IncomingEvent, applied: Applied) -> None:
     if applied.route is None:
         result.duplicates += 1
         return

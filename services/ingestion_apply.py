@@ -78,12 +78,20 @@ class Applied:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
+    """An event's statement and parameters, ready to run."""
+
     event: IncomingEvent
     parsed: Any
     statement: sql.Statement
     params: dict[str, Any]
     keyword: ConsentKeyword | None  # the DM is STOP/START: more writes after the statement
+
+    @property
+    def lock_key(self) -> tuple[str, str, str]:
+        """Statements run together are ordered by this: the rows they lock (the contact, its
+        conversation) are then taken in the same order by every transaction."""
+        return (self.event.for_user_id, self.params.get("user_id") or "", self.event.dedup_key)
 
 
 async def driver_connection(connection: SAConnection) -> AsyncConnection[Any]:
@@ -117,11 +125,11 @@ async def ingest_event(
 ) -> Applied:
     """Store and apply one newly delivered event; committed when this returns."""
     for attempt in range(SNAPSHOT_ATTEMPTS):
-        plan = _plan(settings, event, event_params(event, now, uuid.uuid4()))
+        plan = plan_statement(settings, event, event_params(event, now, uuid.uuid4()))
         try:
             if plan.keyword is None:  # one statement, its own transaction
                 row = await fetch_one(connection.driver, plan.statement.ingest, plan.params)
-                return await _finish(None, settings, plan, row)
+                return await finish(None, settings, plan, row)
             # STOP/START queues a confirmation DM through the ORM: one transaction for all.
             async with (
                 connection.transaction() as pooled,
@@ -129,7 +137,7 @@ async def ingest_event(
             ):
                 await session.connection()  # begins the transaction the statement joins
                 row = await fetch_one(connection.driver, plan.statement.ingest, plan.params)
-                applied = await _finish(session, settings, plan, row)
+                applied = await finish(session, settings, plan, row)
                 await session.commit()
                 return applied
         except ForeignKeyViolation:
@@ -144,10 +152,12 @@ async def reapply_event(
 ) -> Applied:
     """Apply an event stored earlier but not applied, in the session's transaction (the caller
     commits). Claims the raw row: a concurrent reprocessor finds nothing left to do."""
-    plan = _plan(settings, event, {"raw_id": event_id, "now": utcnow(), "new_contact_id": None})
+    plan = plan_statement(
+        settings, event, {"raw_id": event_id, "now": utcnow(), "new_contact_id": None}
+    )
     pg = await driver_connection(await session.connection())
     row = await fetch_one(pg, plan.statement.reprocess, plan.params)
-    return await _finish(session, settings, plan, row)
+    return await finish(session, settings, plan, row)
 
 
 def _parse(event: IncomingEvent) -> Any:
@@ -165,7 +175,7 @@ def _parse(event: IncomingEvent) -> Any:
     return None
 
 
-def _plan(settings: Settings, event: IncomingEvent, base: dict[str, Any]) -> _Plan:
+def plan_statement(settings: Settings, event: IncomingEvent, base: dict[str, Any]) -> Plan:
     """The statement that stores and applies the event (raises UnusableEvent first)."""
     parsed = _parse(event)
     kind = event.event_type
@@ -175,10 +185,10 @@ def _plan(settings: Settings, event: IncomingEvent, base: dict[str, Any]) -> _Pl
         if dm.recipient_id == account and dm.sender_id != account:
             keyword = consent_keyword(settings, dm.text)
             params = _message_params(base, dm, dm.sender, inbound=True)
-            return _Plan(event, dm, sql.MESSAGE, params, keyword)
+            return Plan(event, dm, sql.MESSAGE, params, keyword)
         if dm.sender_id == account:
             params = _message_params(base, dm, dm.recipient, inbound=False)
-            return _Plan(event, dm, sql.MESSAGE, params, None)
+            return Plan(event, dm, sql.MESSAGE, params, None)
     elif kind in (EventType.follow, EventType.unfollow):
         change: FollowChange = parsed
         if change.target.twitter_user_id == account:  # not the account following someone
@@ -187,7 +197,7 @@ def _plan(settings: Settings, event: IncomingEvent, base: dict[str, Any]) -> _Pl
             if not change.follows:
                 params["new_contact_id"] = None  # an unfollow never creates the contact
             statement = sql.FOLLOW if change.follows else sql.UNFOLLOW
-            return _Plan(event, change, statement, params, None)
+            return Plan(event, change, statement, params, None)
     elif kind is EventType.read:
         receipt: ReadReceipt = parsed
         if receipt.reader_id != account:  # the contact read ours, not the account theirs
@@ -197,15 +207,15 @@ def _plan(settings: Settings, event: IncomingEvent, base: dict[str, Any]) -> _Pl
                 "last_read_event_id": receipt.last_read_event_id,
                 "at": receipt.created_at,
             }
-            return _Plan(event, receipt, sql.READ, params, None)
+            return Plan(event, receipt, sql.READ, params, None)
     elif kind is EventType.revoke:
         revoked: Revocation = parsed
         reason = (
             f"the X user revoked this app's access at {revoked.at.isoformat()}; "
             "connect the account again"
         )
-        return _Plan(event, revoked, sql.REVOKE, {**base, "reason": reason[:512]}, None)
-    return _Plan(event, parsed, sql.NOTHING, base, None)
+        return Plan(event, revoked, sql.REVOKE, {**base, "reason": reason[:512]}, None)
+    return Plan(event, parsed, sql.NOTHING, base, None)
 
 
 def _contact_params(base: dict[str, Any], profile: XProfile, at: datetime) -> dict[str, Any]:
@@ -241,9 +251,7 @@ def _message_params(
     }
 
 
-async def _finish(
-    session: AsyncSession | None, settings: Settings, plan: _Plan, row: Any
-) -> Applied:
+async def finish(session: AsyncSession | None, settings: Settings, plan: Plan, row: Any) -> Applied:
     """Read the statement's row: contact events to announce, a consent keyword to apply."""
     follow_up = FollowUp()
     if row is None:

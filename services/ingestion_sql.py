@@ -50,14 +50,17 @@ WITH raw AS (
 )"""
 
 # An event that could not be applied, kept with its error (processed_at NULL: to reprocess,
-# unless `settled`: X sent something unusable).
+# unless `settled`: X sent something unusable). That was attempt 1; the next is due after the
+# first backoff of services/ingestion_reprocess.py (FIRST_RETRY, 5 seconds).
 STORE_FAILED_SQL: LiteralString = """
 INSERT INTO webhook_events (
     id, merchant_id, account_id, for_user_id, event_type, dedup_key, subject_user_id,
-    payload, received_at, processed_at, error)
+    payload, received_at, processed_at, error, attempts, next_attempt_at)
 SELECT %(raw_id)s, a.merchant_id, a.id, %(for_user_id)s::varchar, %(event_type)s, %(dedup_key)s,
     %(subject_user_id)s::varchar, %(payload)s::jsonb, %(now)s,
-    CASE WHEN a.id IS NULL OR %(settled)s THEN %(now)s::timestamptz END, %(error)s
+    CASE WHEN a.id IS NULL OR %(settled)s THEN %(now)s::timestamptz END, %(error)s, 1,
+    CASE WHEN a.id IS NOT NULL AND NOT %(settled)s
+        THEN %(now)s::timestamptz + interval '5 seconds' END
 FROM (SELECT 1) AS one
 LEFT JOIN x_accounts a ON a.twitter_user_id = %(for_user_id)s::varchar AND a.disconnected_at IS NULL
 ON CONFLICT (dedup_key) DO NOTHING

@@ -21,7 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from integrations.x import DMEvent
 from mktx.settings import Settings
@@ -186,9 +186,15 @@ async def queue_outbound(
 
 
 async def start_delivery(
-    temporal: Client, settings: Settings, message: Message
+    temporal: Client,
+    settings: Settings,
+    message: Message,
+    *,
+    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
 ) -> WorkflowHandle[Any, SendMessageResult]:
-    """Start the durable send of a committed message (a second call returns the same run)."""
+    """Start the durable send of a committed message (a second call returns the same run).
+    With REJECT_DUPLICATE, a run that has ended is not followed by another: the call raises
+    WorkflowAlreadyStartedError (services/outbound_sweep.py)."""
     # Imported here: the workflow module imports the activities, which use this module.
     from workflows.messaging import SendMessageInput, SendMessageWorkflow
 
@@ -201,6 +207,7 @@ async def start_delivery(
             message.merchant_id, str(message.account_id), str(message.contact_id)
         ),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=id_reuse_policy,
     )
 
 

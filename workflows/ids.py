@@ -78,6 +78,19 @@ def message_attributes(merchant_id: str, account_id: str, contact_id: str) -> Ty
     )
 
 
+# The periodic sweeps (workflows/maintenance.py), run by a Temporal Schedule the worker keeps.
+MAINTENANCE_WORKFLOW = "Maintenance"
+MAINTENANCE_SCHEDULE = "mktx-maintenance"
+
+
+def maintenance_schedule_id(task_queue: str) -> str:
+    """The worker's maintenance Schedule: one per task queue, `mktx-maintenance` for the default
+    one. Its runs are `<schedule id>-<time>`."""
+    if task_queue == DEFAULT_TASK_QUEUE:
+        return MAINTENANCE_SCHEDULE
+    return f"{MAINTENANCE_SCHEDULE}:{task_queue}"
+
+
 def contact_reply_id(contact_id: str, key: str) -> str:
     """A workflow waiting for one reply of a contact; `key` tells apart waits on the same contact."""
     return f"contact-reply:{contact_id}:{key}"

@@ -9,21 +9,29 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.context import AppContext
 from api.deps import ContextDep
-from api.envelope import Envelope, error_responses
+from api.envelope import Envelope, error_body, error_responses
 from models.camel import CamelModel
-from services.errors import Unauthorized, ValidationFailed
-from services.ingestion import MalformedPayload, ingest_payload, reprocess_pending, run_follow_up
+from services.errors import AppError, Unauthorized, ValidationFailed
+from services.ingestion import (
+    GroupCommit,
+    MalformedPayload,
+    ingest_payload,
+    reprocess_pending,
+    run_follow_up,
+)
 from services.ingestion_connections import IngestionConnections
 from services.webhook_security import SIGNATURE_HEADER, crc_response_token, signature_is_valid
 
@@ -37,7 +45,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     ingestion: _Ingestion | None = getattr(app.state, "webhook_ingestion", None)
     if ingestion is not None:
         app.state.webhook_ingestion = None
-        await ingestion.connections.aclose()
+        await ingestion.group.aclose()
 
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"], lifespan=_lifespan)
@@ -88,53 +96,134 @@ async def verify_webhook_url(context: ContextDep, crc_token: CrcToken = None) ->
     responses=error_responses(400, 401, 503),
 )
 async def receive_events(request: Request, background: BackgroundTasks) -> JSONResponse:
-    """Receive Account Activity events from X (signed with the app's consumer secret)."""
-    # Read directly rather than through a dependency: this is the hottest path of the API.
-    context: AppContext = request.app.state.context
+    """Receive Account Activity events from X (signed with the app's consumer secret).
+
+    Served by `DeliveryFastPath` in the running app; this route documents it and serves it
+    where that layer is not installed."""
     body = await request.body()
+    data, after = await deliver(request.app, body, request.headers.get(SIGNATURE_HEADER))
+    if after is not None:
+        background.add_task(after)
+    return JSONResponse({"success": True, "data": data})
+
+
+AfterResponse = Callable[[], Awaitable[None]]
+
+
+async def deliver(
+    app: Starlette, body: bytes, signature: str | None
+) -> tuple[dict[str, Any], AfterResponse | None]:
+    """Verify, store and apply one delivery: the receipt to answer with, and the work to run
+    once X has its answer (signalling workflows, retrying unapplied events). Raises AppError."""
+    context: AppContext = app.state.context
     secret = context.settings.x_consumer_secret.get_secret_value()
-    if not signature_is_valid(secret, body, request.headers.get(SIGNATURE_HEADER)):
+    if not signature_is_valid(secret, body, signature):
         logger.warning(
-            "webhook.signature_refused",
-            extra={"signed": SIGNATURE_HEADER in request.headers, "bytes": len(body)},
+            "webhook.signature_refused", extra={"signed": signature is not None, "bytes": len(body)}
         )
         raise Unauthorized(f"missing or invalid {SIGNATURE_HEADER}")
     try:
         payload = json.loads(body)
     except ValueError:
         raise ValidationFailed("body", "malformed JSON", status=400) from None
-    ingestion = _ingestion(request.app, context)
+    ingestion = _ingestion(app, context)
     try:
-        result = await ingest_payload(ingestion.connections, context.settings, payload)
+        result = await ingest_payload(ingestion.group, context.settings, payload)
     except MalformedPayload as exc:
         raise ValidationFailed("body", str(exc), status=400) from None
-
-    # After the answer: X waits for nothing it does not need.
-    if result.follow_up:
-        background.add_task(
-            run_follow_up,
-            result.follow_up,
-            temporal=context.temporal.client,
-            sessions=context.sessions,
-            settings=context.settings,
-        )
     if result.failed:
         ingestion.pending = True
-    if ingestion.claim_reprocessing():
-        background.add_task(ingestion.reprocess, context)
+    reprocess = ingestion.claim_reprocessing()
+    data = {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
+    if not result.follow_up and not reprocess:
+        return data, None
 
-    receipt = WebhookReceipt(
-        received=result.received, stored=result.stored, duplicates=result.duplicates
-    )
-    return JSONResponse({"success": True, "data": receipt.model_dump(by_alias=True)})
+    async def after() -> None:
+        if result.follow_up:
+            await run_follow_up(
+                result.follow_up,
+                temporal=context.temporal.client,
+                sessions=context.sessions,
+                settings=context.settings,
+            )
+        if reprocess:
+            await ingestion.reprocess(context)
+
+    return data, after
+
+
+class DeliveryFastPath:
+    """ASGI layer serving `POST {path}` (X's deliveries) without the router.
+
+    X delivers every event of every connected account here, so it is by far the busiest
+    endpoint; FastAPI's routing, dependency solving and response models would cost as much
+    CPU as storing the event. This layer sits inside RequestContextMiddleware (request id,
+    access log, last-resort 500) and answers with the same envelope the route declares; any
+    other request passes through untouched."""
+
+    def __init__(self, app: ASGIApp, path: str) -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client went away before sending it all
+        after: AfterResponse | None = None
+        headers: dict[str, str] | None = None
+        try:
+            data, after = await deliver(scope["app"], body, _signature(scope))
+            status, answer = 200, {"success": True, "data": data}
+        except AppError as exc:
+            if exc.status >= 500:
+                logger.warning(
+                    "request.failed",
+                    extra={"code": exc.code.value, "status": exc.status, "error": exc.message},
+                )
+            status, answer = exc.status, error_body(exc.code, exc.message, exc.details)
+            headers = exc.headers
+        content = json.dumps(answer, separators=(",", ":")).encode()
+        raw_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(content)).encode()),
+        ]
+        raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": content})
+        if after is not None:
+            await after()
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+_SIGNATURE_KEY = SIGNATURE_HEADER.lower().encode()
+
+
+def _signature(scope: Scope) -> str | None:
+    for key, value in scope["headers"]:
+        if key == _SIGNATURE_KEY:
+            return str(value.decode("latin-1"))
+    return None
 
 
 @dataclass
 class _Ingestion:
-    """Per process: the connections deliveries use, and when this process last looked for
-    stored-but-unapplied events."""
+    """Per process: the group commit deliveries go through, and when this process last looked
+    for stored-but-unapplied events."""
 
-    connections: IngestionConnections
+    group: GroupCommit
     last_run: float = float("-inf")
     pending: bool = False
     running: bool = False
@@ -161,10 +250,10 @@ class _Ingestion:
             self.running = False
 
 
-def _ingestion(app: FastAPI, context: AppContext) -> _Ingestion:
+def _ingestion(app: Starlette, context: AppContext) -> _Ingestion:
     state: _Ingestion | None = getattr(app.state, "webhook_ingestion", None)
     if state is None:
         size = max(2, context.settings.database_pool_size // 2)
-        state = _Ingestion(connections=IngestionConnections(context.engine, size))
+        state = _Ingestion(GroupCommit(IngestionConnections(context.engine, size)))
         app.state.webhook_ingestion = state
     return state

@@ -474,6 +474,12 @@ async def test_a_failed_apply_keeps_the_raw_event_and_reprocessing_applies_it(
 
     async with sessions() as session:
         await session.execute(delete(Message).where(col(Message.id) == blocker.id))
+        # Its retry is due (ingestion backs it off a few seconds: see test_reprocess_backoff).
+        await session.execute(
+            update(WebhookEvent)
+            .where(col(WebhookEvent.id) == raw.id)
+            .values(next_attempt_at=utcnow())
+        )
         await session.commit()
     assert await reprocess_pending(sessions, settings) >= 1
 
