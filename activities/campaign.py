@@ -3,7 +3,8 @@
 A batch: recipients a previous attempt left `sending` are first checked against X's DM events
 (sent → recorded, not found → sent again); then queued recipients are claimed with their quota
 slots and marked `sending` in one transaction; then their DMs go to X with bounded
-concurrency; then every outcome is written in one statement.
+concurrency; then every outcome is written in one statement, and the DMs X accepted are put in
+their contacts' conversations in one more, in the same transaction.
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ from mktx.settings import Settings
 from models.account import AccountStatus, XAccount
 from models.campaign import Campaign, CampaignStatus, RecipientState
 from models.db import SessionMaker, utcnow
+from models.quota import SendKind
 from models.template import Template
 from services import campaign_delivery as delivery
 from services.accounts import AccountNotUsable, load_credentials
 from services.campaign_links import redirect_base, rewrite_links, store_links
 from services.outbound import CLOCK_SKEW, find_delivered
-from services.quota import limits_from_settings
+from services.quota import limits_from_settings, release_batch_quota, reserve_batch_quota
 from services.templates import TemplateRenderError, render_for_contact
 
 logger = logging.getLogger(__name__)
@@ -217,6 +219,7 @@ class CampaignActivities:
                         RecipientState.sent,
                         dm_event_id=event.id,
                         at=event.created_at or utcnow(),
+                        text=job.text,
                     )
                 )
             else:
@@ -269,7 +272,11 @@ class CampaignActivities:
                     beat()
             outcomes.append(
                 delivery.Outcome(
-                    recipient.id, RecipientState.sent, dm_event_id=sent.dm_event_id, at=utcnow()
+                    recipient.id,
+                    RecipientState.sent,
+                    dm_event_id=sent.dm_event_id,
+                    at=utcnow(),
+                    text=job.text,
                 )
             )
 
@@ -376,18 +383,19 @@ class CampaignActivities:
                         )
                         blocked.append(account_id)
                         continue
-                    count, frees_at = await delivery.reserve_slots(
+                    grant = await reserve_batch_quota(
                         session,
                         merchant_id=campaign.merchant_id,
                         account_id=account_id,
-                        recipient_ids=[p.recipient.id for p in group],
+                        kind=SendKind.campaign,
+                        message_ids=[p.recipient.id for p in group],
                         limits=limits,
                         now=request.now,
                     )
-                    granted += group[:count]
-                    if frees_at is not None:
+                    granted += group[: grant.granted]
+                    if grant.frees_at is not None:
                         blocked.append(account_id)
-                        frees.append(frees_at)
+                        frees.append(grant.frees_at)
                 if not blocked:
                     break
             if frees and not granted:
@@ -398,7 +406,7 @@ class CampaignActivities:
                 session, campaign, template, granted, credentials, outcomes, result
             )
             failed_now = [o.recipient_id for o in outcomes[render_failures:]]
-            await delivery.release_slots(session, list(claimed), failed_now)
+            await release_batch_quota(session, list(claimed), failed_now)
             await delivery.record_outcomes(session, outcomes[render_failures:])
             await delivery.mark_sending(session, [j.pending.recipient.id for j in jobs], utcnow())
         return jobs
@@ -455,9 +463,7 @@ class CampaignActivities:
     ) -> None:
         async with self._sessions() as session, session.begin():
             await delivery.record_outcomes(session, outcomes)
-            await delivery.release_slots(
-                session, [a for a, _ in released], [r for _, r in released]
-            )
+            await release_batch_quota(session, [a for a, _ in released], [r for _, r in released])
             if refused:
                 await session.execute(
                     update(XAccount)

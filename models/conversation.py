@@ -81,6 +81,9 @@ class Message(TenantRow, table=True):
         Index("ix_messages_merchant_contact", "merchant_id", "contact_id"),
         # The outbound sweep (services/outbound_sweep.py) looks for messages left queued.
         Index("ix_messages_queued", "created_at", postgresql_where=text("status = 'queued'")),
+        Index(
+            "ix_messages_campaign", "campaign_id", postgresql_where=text("campaign_id IS NOT NULL")
+        ),
     )
 
     conversation_id: uuid.UUID = Field(
@@ -105,6 +108,10 @@ class Message(TenantRow, table=True):
     status: MessageStatus = Field(default=MessageStatus.received, sa_type=String(16))  # type: ignore[call-overload]
     error: str | None = Field(default=None, max_length=1024)
     sent_by_user_id: str | None = Field(default=None, max_length=128)
+    # The campaign that sent it (its DM or a test send); the inbox shows campaign DMs too.
+    campaign_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    )
 
 
 # API schemas -------------------------------------------------------------------------------
@@ -146,6 +153,7 @@ class MessagePublic(CamelModel):
     read_at: datetime | None
     error: str | None
     sent_by_user_id: str | None
+    campaign_id: uuid.UUID | None = None  # the campaign that sent it (null otherwise)
 
 
 class ConversationDetail(ConversationPublic):

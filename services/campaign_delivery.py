@@ -1,5 +1,7 @@
 """What the campaign activities do in the database: begin an occurrence (snapshot), claim a batch
-with its quota slots, record outcomes. The X calls stay in `activities/campaign.py`.
+(its quota slots come from `services.quota`), record outcomes, and put each DM X accepted in
+the contact's conversation, so the inbox shows what the campaign sent. The X calls stay in
+`activities/campaign.py`.
 
 Exactly once: a recipient is `sending` (committed) before its DM goes to X, and only becomes
 `sent` with X's event id. A `sending` recipient found by a later attempt is checked against
@@ -15,9 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, select, text, update
+from sqlalchemy import func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -25,10 +28,8 @@ from models.account import AccountStatus, XAccount
 from models.campaign import Campaign, CampaignRecipient, CampaignStatus, RecipientState
 from models.contact import Contact
 from models.db import utcnow
-from models.quota import SendKind, SendReservation
 from models.segment import Segment
 from services import segments as segment_service
-from services.quota import WINDOW, QuotaLimits, prune_ledger
 from services.segment_sql import CONTACTS
 
 logger = logging.getLogger(__name__)
@@ -278,84 +279,6 @@ def account_usable(account: XAccount) -> bool:
     return account.status == AccountStatus.active and account.disconnected_at is None
 
 
-async def reserve_slots(
-    session: AsyncSession,
-    *,
-    merchant_id: str,
-    account_id: uuid.UUID,
-    recipient_ids: Sequence[uuid.UUID],
-    limits: QuotaLimits,
-    now: datetime,
-) -> tuple[int, datetime | None]:
-    """Take up to len(recipient_ids) campaign slots of the account's 24 h ledger in one go (the
-    same ledger and per-account lock as `services.quota.reserve_send_quota`). Answers how many
-    were granted (the first ones) and, when short, when the next slot frees up.
-
-    `now` is the workflow's clock: the ledger window moves with durable timers, so a campaign
-    that slept until its quota freed finds it free (also under a time-skipping test server)."""
-    if not recipient_ids:
-        return 0, None
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"send-quota:{account_id}"},
-    )
-    await prune_ledger(session, account_id, now)
-    since = now - WINDOW
-    used, used_campaign, oldest, oldest_campaign = (
-        await session.execute(
-            select(
-                func.count(),
-                func.count().filter(col(SendReservation.kind) == SendKind.campaign),
-                func.min(col(SendReservation.reserved_at)),
-                func.min(col(SendReservation.reserved_at)).filter(
-                    col(SendReservation.kind) == SendKind.campaign
-                ),
-            ).where(
-                col(SendReservation.account_id) == account_id,
-                col(SendReservation.reserved_at) > since,
-            )
-        )
-    ).one()
-    free = max(0, min(limits.dm_per_24h - used, limits.campaign_per_24h - used_campaign))
-    granted = list(recipient_ids[:free])
-    frees_at: datetime | None = None
-    if len(granted) < len(recipient_ids):
-        dm_spent = used >= limits.dm_per_24h or used + len(granted) >= limits.dm_per_24h
-        moments = [oldest if dm_spent else oldest_campaign, oldest, oldest_campaign]
-        first = next((m for m in moments if m is not None), now)
-        frees_at = first + WINDOW
-    if granted:
-        await session.execute(
-            insert(SendReservation),
-            [
-                {
-                    "id": uuid.uuid4(),
-                    "merchant_id": merchant_id,
-                    "account_id": account_id,
-                    "kind": SendKind.campaign.value,
-                    "reserved_at": now,
-                    "message_id": rid,
-                }
-                for rid in granted
-            ],
-        )
-    return len(granted), frees_at
-
-
-async def release_slots(
-    session: AsyncSession, account_ids: Sequence[uuid.UUID], recipient_ids: Sequence[uuid.UUID]
-) -> None:
-    """Give back the slots of sends X never took (refused, rate limited, render failures)."""
-    if not recipient_ids:
-        return
-    await session.execute(
-        delete(SendReservation).where(
-            col(SendReservation.account_id).in_(list(set(account_ids))),
-            col(SendReservation.message_id).in_(list(recipient_ids)),
-        )
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Outcome:
     recipient_id: uuid.UUID
@@ -363,6 +286,7 @@ class Outcome:
     dm_event_id: str | None = None
     error: str | None = None
     at: datetime | None = None
+    text: str | None = None  # what X received (sent): the inbox shows it
 
 
 _RECORD = text(
@@ -382,15 +306,18 @@ FROM unnest(
      )
      AS v(id, state, dm_event_id, error, at)
 WHERE r.id = v.id AND r.state IN ('sending', 'queued')
+RETURNING r.id, r.merchant_id, r.account_id, r.contact_id, r.campaign_id, r.state,
+    r.dm_event_id, r.sent_at
 """
 )
 
 
 async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
-    """Write a batch's outcomes in one statement."""
+    """Write a batch's outcomes in one statement; the DMs it settles as sent are then put in
+    their contacts' conversations (`record_in_inbox`), in the same transaction."""
     if not outcomes:
         return
-    await session.execute(
+    recorded = await session.execute(
         _RECORD,
         {
             "ids": [o.recipient_id for o in outcomes],
@@ -400,6 +327,162 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) ->
             "ats": [o.at for o in outcomes],
         },
     )
+    texts = {o.recipient_id: o.text for o in outcomes}
+    await record_in_inbox(
+        session,
+        [
+            CampaignDM(
+                merchant_id=row.merchant_id,
+                account_id=row.account_id,
+                contact_id=row.contact_id,
+                campaign_id=row.campaign_id,
+                dm_event_id=row.dm_event_id,
+                text=texts[row.id] or "",
+                sent_at=row.sent_at,
+            )
+            for row in recorded
+            # Only what this call settled as sent: a recipient recorded before is in already.
+            if row.state == RecipientState.sent and row.dm_event_id and texts.get(row.id)
+        ],
+    )
+
+
+# The inbox ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignDM:
+    """A DM a campaign (or a test send of it) delivered: X's event id and the text X took."""
+
+    merchant_id: str
+    account_id: uuid.UUID
+    contact_id: uuid.UUID
+    campaign_id: uuid.UUID
+    dm_event_id: str
+    text: str
+    sent_at: datetime
+
+
+# Each DM becomes an outbound `sent` message in the contact's open conversation (one is opened
+# when there is none; the contact's conversation_count counts it), which shows it as recent
+# activity (message_count, last_message_at), as ingestion does for a DM it records.
+#
+# The webhook's echo of a DM settles the message holding its X event id (ingestion's MESSAGE
+# statement), so once this is committed the echo adds nothing. An echo that got here first was
+# stored as an outbound message of its own, already counted in the conversation: that message
+# becomes the campaign's (`echoed`), none is added. An echo stored concurrently, after this
+# statement's snapshot, makes the INSERT hit the unique X event id: the caller retries with a
+# fresh snapshot, which finds it. (A contact erased concurrently fails a foreign key: the
+# retry finds it gone, and records nothing for it.)
+#
+# Conversations are upserted in contact order, so that two batches touching the same contacts
+# take their locks in the same order.
+_INBOX = text(
+    """
+WITH src AS (
+    SELECT v.merchant_id, v.account_id, v.contact_id, v.campaign_id, v.event_id, v.content, v.at
+    FROM unnest(
+            CAST(:merchants AS text[]),
+            CAST(:accounts AS uuid[]),
+            CAST(:contacts AS uuid[]),
+            CAST(:campaigns AS uuid[]),
+            CAST(:events AS text[]),
+            CAST(:contents AS text[]),
+            CAST(:ats AS timestamptz[])
+         ) AS v(merchant_id, account_id, contact_id, campaign_id, event_id, content, at)
+    JOIN contacts k ON k.id = v.contact_id AND k.merchant_id = v.merchant_id
+),
+echoed AS (
+    UPDATE messages m
+    SET campaign_id = src.campaign_id, content = src.content, updated_at = now()
+    FROM src
+    WHERE m.account_id = src.account_id AND m.twitter_message_id = src.event_id
+    RETURNING m.id
+),
+fresh AS (
+    SELECT src.* FROM src
+    WHERE NOT EXISTS (
+        SELECT 1 FROM messages m
+        WHERE m.account_id = src.account_id AND m.twitter_message_id = src.event_id
+    )
+),
+per_contact AS (
+    SELECT gen_random_uuid() AS proposed, merchant_id, account_id, contact_id,
+        count(*) AS n, min(at) AS first_at, max(at) AS last_at
+    FROM fresh
+    GROUP BY merchant_id, account_id, contact_id
+),
+conversation AS (
+    INSERT INTO conversations AS o (
+        id, merchant_id, created_at, updated_at, account_id, contact_id, status, channel,
+        started_at, last_message_at, message_count)
+    SELECT proposed, merchant_id, now(), now(), account_id, contact_id, 'open', 'direct_message',
+        first_at, last_at, n
+    FROM per_contact
+    ORDER BY contact_id
+    ON CONFLICT (contact_id) WHERE status = 'open' DO UPDATE SET
+        message_count = o.message_count + excluded.message_count,
+        last_message_at = greatest(o.last_message_at, excluded.last_message_at),
+        updated_at = excluded.updated_at
+    RETURNING o.id, o.contact_id
+),
+opened AS (
+    UPDATE contacts c
+    SET conversation_count = c.conversation_count + 1, updated_at = now()
+    FROM conversation
+    JOIN per_contact p ON p.contact_id = conversation.contact_id
+    WHERE c.id = conversation.contact_id AND conversation.id = p.proposed
+    RETURNING c.id
+),
+message AS (
+    INSERT INTO messages (
+        id, merchant_id, created_at, updated_at, conversation_id, account_id, contact_id,
+        direction, type, content, attachments, is_from_bot, twitter_message_id, sent_at,
+        status, campaign_id)
+    SELECT gen_random_uuid(), fresh.merchant_id, now(), now(), conversation.id,
+        fresh.account_id, fresh.contact_id, 'outbound', 'text', fresh.content, '[]'::jsonb,
+        false, fresh.event_id, fresh.at, 'sent', fresh.campaign_id
+    FROM fresh
+    JOIN conversation ON conversation.contact_id = fresh.contact_id
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM message) AS added,
+    (SELECT count(*) FROM echoed) AS echoed,
+    (SELECT count(*) FROM opened) AS opened
+"""
+)
+
+INBOX_ATTEMPTS = 3
+
+
+async def record_in_inbox(session: AsyncSession, dms: Sequence[CampaignDM]) -> None:
+    """Record campaign DMs X accepted as outbound messages of their contacts' conversations,
+    in one statement (see `_INBOX`), in the caller's transaction."""
+    if not dms:
+        return
+    params = {
+        "merchants": [d.merchant_id for d in dms],
+        "accounts": [d.account_id for d in dms],
+        "contacts": [d.contact_id for d in dms],
+        "campaigns": [d.campaign_id for d in dms],
+        "events": [d.dm_event_id for d in dms],
+        "contents": [d.text for d in dms],
+        "ats": [d.sent_at for d in dms],
+    }
+    for attempt in range(INBOX_ATTEMPTS):
+        try:
+            async with session.begin_nested():  # a failed try leaves the transaction usable
+                row = (await session.execute(_INBOX, params)).one()
+        except IntegrityError:
+            if attempt == INBOX_ATTEMPTS - 1:
+                raise
+            logger.debug("campaign.inbox_retry", extra={"dms": len(dms)})
+            continue
+        logger.debug(
+            "campaign.inbox",
+            extra={"added": row.added, "echoed": row.echoed, "opened": row.opened},
+        )
+        return
 
 
 async def mark_sending(

@@ -1,6 +1,7 @@
 """Test sends: a campaign's message rendered with the given variables and sent now to listed
 contacts (allowed in draft). Each goes through the quota ledger, is stored as a
-`CampaignTestSend` (never a recipient), and so never counts in the metrics."""
+`CampaignTestSend` (never a recipient), and so never counts in the metrics. What X took is
+also an outbound message of the contact's conversation, like the campaign's own DMs."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from mktx.settings import Settings
 from models.account import XAccount
 from models.campaign import Campaign, CampaignTestResult, CampaignTestSend, RecipientState
 from models.contact import Contact
+from models.db import utcnow
 from models.quota import SendKind
 from models.template import Template
 from services.accounts import AccountNotUsable, load_credentials
-from services.campaign_delivery import account_usable
+from services.campaign_delivery import CampaignDM, account_usable, record_in_inbox
 from services.campaign_links import redirect_base, rewrite_links, store_links
 from services.errors import BadRequest, ValidationFailed
 from services.outbound import quota_error
@@ -71,6 +73,7 @@ async def send_tests(
     values = {**campaign.variables, **variables}
     base = redirect_base(settings)
     results: list[CampaignTestResult] = []
+    delivered: list[CampaignDM] = []  # what X took: shown in the contacts' conversations
     for contact_id in wanted:
         contact = contacts[contact_id]
         test = CampaignTestSend(
@@ -119,9 +122,21 @@ async def send_tests(
             test.error = getattr(exc, "reason", None) or str(exc)
         else:
             test.state, test.dm_event_id = RecipientState.sent, sent.dm_event_id
+            delivered.append(
+                CampaignDM(
+                    merchant_id=campaign.merchant_id,
+                    account_id=account.id,
+                    contact_id=contact.id,
+                    campaign_id=campaign.id,
+                    dm_event_id=sent.dm_event_id,
+                    text=text,
+                    sent_at=utcnow(),
+                )
+            )
         session.add(test)
         results.append(_result(test, rendered=text))
     await session.flush()
+    await record_in_inbox(session, delivered)
     logger.info(
         "campaign.test_sent", extra={"campaign_id": str(campaign.id), "contacts": len(results)}
     )

@@ -1,13 +1,18 @@
 """The send ledger: every DM (inbox, campaign, flow, bot) reserves a slot of its X account's
-rolling 24-hour quota here first, atomically, so that no two senders overspend it together."""
+rolling 24-hour quota here first, atomically, so that no two senders overspend it together.
+
+This module owns the ledger: the per-account lock, pruning, both limits (the 24 h DM limit and
+the campaign limit), one-slot reservations (`reserve_send_quota`) and batches of them
+(`reserve_batch_quota`), and giving slots back."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -35,6 +40,71 @@ class QuotaExhausted(Exception):
         self.kind = kind
 
 
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """One limit a reservation must fit: how many slots of it the window already holds."""
+
+    label: str
+    limit: int
+    only_kind: SendKind | None  # None: every kind counts
+    used: int
+
+
+async def _lock_and_count(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    kind: SendKind,
+    limits: QuotaLimits,
+    now: datetime,
+) -> tuple[int, list[_Check]]:
+    """Take the account's ledger lock (held until the transaction ends, so concurrent senders of
+    one account queue here instead of overspending), prune, and answer how many slots of `kind`
+    are free now with the limits that apply: the 24 h DM limit, and for campaign sends the
+    campaign limit too."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"send-quota:{account_id}"},
+    )
+    await prune_ledger(session, account_id, now)
+    used, used_campaign = (
+        await session.execute(
+            select(
+                func.count(),
+                func.count().filter(col(SendReservation.kind) == SendKind.campaign),
+            ).where(
+                col(SendReservation.account_id) == account_id,
+                col(SendReservation.reserved_at) > now - WINDOW,
+            )
+        )
+    ).one()
+    checks = [_Check("direct message", limits.dm_per_24h, None, int(used))]
+    if kind is SendKind.campaign:
+        checks.append(
+            _Check("campaign", limits.campaign_per_24h, SendKind.campaign, int(used_campaign))
+        )
+    return max(0, min(c.limit - c.used for c in checks)), checks
+
+
+async def _exhausted(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    now: datetime,
+    checks: Sequence[_Check],
+    taken: int,
+) -> QuotaExhausted:
+    """The first limit that is spent once `taken` more slots are held, and when its next slot
+    frees: when the window loses enough of its oldest reservations to fall under the limit."""
+    for check in checks:
+        used = check.used + taken
+        if used >= check.limit:
+            since = now - WINDOW
+            frees_at = await _nth_oldest_expiry(
+                session, account_id, since, used - check.limit, check.only_kind
+            )
+            return QuotaExhausted(account_id, check.limit, frees_at or now + WINDOW, check.label)
+    raise ValueError("no limit is spent")
+
+
 async def reserve_send_quota(
     session: AsyncSession,
     *,
@@ -44,30 +114,12 @@ async def reserve_send_quota(
     limits: QuotaLimits,
     message_id: uuid.UUID | None = None,
 ) -> SendReservation:
-    """Take one slot or raise QuotaExhausted. Holds a per-account lock until the transaction ends,
-    so concurrent senders of one account queue here instead of overspending."""
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"send-quota:{account_id}"},
-    )
+    """Take one slot or raise QuotaExhausted (the account stays locked until the transaction
+    ends)."""
     now = utcnow()
-    await prune_ledger(session, account_id, now)
-    since = now - WINDOW
-    checks: list[tuple[str, int, SendKind | None]] = [("direct message", limits.dm_per_24h, None)]
-    if kind is SendKind.campaign:
-        checks.append(("campaign", limits.campaign_per_24h, SendKind.campaign))
-    for label, limit, only_kind in checks:
-        statement = select(func.count(), func.min(col(SendReservation.reserved_at))).where(
-            col(SendReservation.account_id) == account_id,
-            col(SendReservation.reserved_at) > since,
-        )
-        if only_kind is not None:
-            statement = statement.where(col(SendReservation.kind) == only_kind)
-        used, oldest = (await session.execute(statement)).one()
-        if used >= limit:
-            # The slot the oldest reservation in the window holds frees first.
-            frees_at = await _nth_oldest_expiry(session, account_id, since, used - limit, only_kind)
-            raise QuotaExhausted(account_id, limit, frees_at or (oldest + WINDOW), label)
+    free, checks = await _lock_and_count(session, account_id, kind, limits, now)
+    if free < 1:
+        raise await _exhausted(session, account_id, now, checks, 0)
     reservation = SendReservation(
         merchant_id=merchant_id,
         account_id=account_id,
@@ -78,6 +130,53 @@ async def reserve_send_quota(
     session.add(reservation)
     await session.flush()
     return reservation
+
+
+@dataclass(frozen=True, slots=True)
+class BatchGrant:
+    granted: int  # the first `granted` of the ids asked for hold a slot
+    frees_at: datetime | None = None  # when short: when the account's next slot frees up
+
+
+async def reserve_batch_quota(
+    session: AsyncSession,
+    *,
+    merchant_id: str,
+    account_id: uuid.UUID,
+    kind: SendKind,
+    message_ids: Sequence[uuid.UUID],
+    limits: QuotaLimits,
+    now: datetime,
+) -> BatchGrant:
+    """Take up to one slot per id in one go, under the same lock and limits as
+    `reserve_send_quota`; each reservation is tagged with its id (to release it later).
+
+    `now` is the caller's clock: a campaign passes its workflow's, so the window moves with
+    durable timers (a campaign that slept until its quota freed finds it free, also under a
+    time-skipping test server)."""
+    if not message_ids:
+        return BatchGrant(0)
+    free, checks = await _lock_and_count(session, account_id, kind, limits, now)
+    granted = list(message_ids[:free])
+    if granted:
+        await session.execute(
+            insert(SendReservation),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "merchant_id": merchant_id,
+                    "account_id": account_id,
+                    "kind": kind.value,
+                    "reserved_at": now,
+                    "message_id": message_id,
+                }
+                for message_id in granted
+            ],
+        )
+    if len(granted) == len(message_ids):
+        return BatchGrant(len(granted))
+    spent = await _exhausted(session, account_id, now, checks, len(granted))
+    return BatchGrant(len(granted), spent.frees_at)
 
 
 async def _nth_oldest_expiry(
@@ -117,6 +216,21 @@ async def prune_ledger(session: AsyncSession, account_id: uuid.UUID, now: dateti
 async def release_send_quota(session: AsyncSession, reservation_id: uuid.UUID) -> None:
     """Give a slot back when X did not accept the message (it was never sent)."""
     await session.execute(delete(SendReservation).where(col(SendReservation.id) == reservation_id))
+
+
+async def release_batch_quota(
+    session: AsyncSession, account_ids: Sequence[uuid.UUID], message_ids: Sequence[uuid.UUID]
+) -> None:
+    """Give back the slots a batch took for sends X never accepted (refused, rate limited, not
+    rendered)."""
+    if not message_ids:
+        return
+    await session.execute(
+        delete(SendReservation).where(
+            col(SendReservation.account_id).in_(list(set(account_ids))),
+            col(SendReservation.message_id).in_(list(message_ids)),
+        )
+    )
 
 
 async def release_message_quota(

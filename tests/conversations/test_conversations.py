@@ -138,6 +138,7 @@ async def test_get_returns_messages_oldest_first_or_none(
         "readAt": None,
         "error": None,
         "sentByUserId": None,
+        "campaignId": None,
     }
     assert second["direction"] == "outbound" and second["status"] == "sent"
 
