@@ -7,6 +7,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import (
@@ -21,6 +22,7 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleUpdate,
     ScheduleUpdateInput,
+    WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
@@ -32,6 +34,7 @@ from temporalio.service import RPCError
 from mktx.settings import Settings
 from models.account import XAccount
 from models.campaign import Campaign, CampaignStatus, Recurrence
+from models.db import utcnow
 from services.errors import Conflict, InvalidState, ServiceUnavailable
 from workflows import ids
 from workflows.campaign import CampaignInput, CampaignProgress, CampaignWorkflow, ScheduleChange
@@ -177,12 +180,75 @@ async def reschedule(temporal: Client, session: AsyncSession, campaign: Campaign
         )
 
 
-async def pause(temporal: Client, campaign: Campaign) -> CampaignStatus:
-    return await _update(temporal, campaign, CampaignWorkflow.pause, "paused")
+async def pause(temporal: Client, session: AsyncSession, campaign: Campaign) -> CampaignStatus:
+    """Pause the campaign: its sending occurrence (an Update), and for a recurring campaign also
+    its Temporal Schedule, so no further occurrence starts until it is resumed."""
+    if campaign.recurrence is None:
+        return await _update(temporal, campaign, CampaignWorkflow.pause, "paused")
+    await _schedule_paused(temporal, campaign, paused=True)
+    # Between occurrences: the campaign row says so (an occurrence beginning meanwhile reads
+    # it under its lock and begins paused). While one sends: that occurrence pauses itself.
+    # Once more if the occurrence ended in between.
+    for attempt in range(2):
+        if await _move(session, campaign, CampaignStatus.scheduled, CampaignStatus.paused):
+            return CampaignStatus.paused
+        try:
+            return await _update(temporal, campaign, CampaignWorkflow.pause, "paused")
+        except InvalidState:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
-async def resume(temporal: Client, campaign: Campaign) -> CampaignStatus:
-    return await _update(temporal, campaign, CampaignWorkflow.resume, "resumed")
+async def resume(temporal: Client, session: AsyncSession, campaign: Campaign) -> CampaignStatus:
+    """Resume the campaign: a paused occurrence goes on sending; a recurring campaign's
+    Schedule starts the next occurrences again."""
+    if campaign.recurrence is None:
+        return await _update(temporal, campaign, CampaignWorkflow.resume, "resumed")
+    await _schedule_paused(temporal, campaign, paused=False)
+    if campaign.last_run_key is not None and await _is_running(handle(temporal, campaign)):
+        return await _update(temporal, campaign, CampaignWorkflow.resume, "resumed")
+    await _move(session, campaign, CampaignStatus.paused, CampaignStatus.scheduled)
+    return CampaignStatus.scheduled
+
+
+PAUSE_NOTE = "paused by a user through the mkt-x API"
+
+
+async def _schedule_paused(temporal: Client, campaign: Campaign, *, paused: bool) -> None:
+    schedule = temporal.get_schedule_handle(ids.campaign_schedule_id(str(campaign.id)))
+    try:
+        if paused:
+            await schedule.pause(note=PAUSE_NOTE)
+        else:
+            await schedule.unpause(note="resumed through the mkt-x API")
+    except RPCError as exc:
+        raise ServiceUnavailable(f"the workflow service is unavailable: {exc.message}") from None
+
+
+async def _move(
+    session: AsyncSession, campaign: Campaign, current: CampaignStatus, new: CampaignStatus
+) -> bool:
+    """Set the status if it still is `current` (one statement: no lost race with a workflow)."""
+    result = await session.execute(
+        update(Campaign)
+        .where(col(Campaign.id) == campaign.id, col(Campaign.status) == current)
+        .values(
+            status=new,
+            status_reason=PAUSE_NOTE if new == CampaignStatus.paused else None,
+            updated_at=utcnow(),
+        )
+    )
+    await session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _is_running(workflow_handle: WorkflowHandle[Any, Any]) -> bool:
+    try:
+        description = await workflow_handle.describe()
+    except RPCError:
+        return False
+    return description.status == WorkflowExecutionStatus.RUNNING
 
 
 async def _update(temporal: Client, campaign: Campaign, update: Any, action: str) -> CampaignStatus:

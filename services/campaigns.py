@@ -300,6 +300,18 @@ def require_status(campaign: Campaign, wanted: CampaignStatus, action: str) -> N
         )
 
 
+def require_pausable(campaign: Campaign) -> None:
+    """A running campaign may pause; so may a recurring one waiting for its next occurrence."""
+    if campaign.status == CampaignStatus.scheduled and campaign.recurrence is not None:
+        return
+    wanted = "running (or scheduled, when it recurs)" if campaign.recurrence else "running"
+    if campaign.status != CampaignStatus.running:
+        raise InvalidState(
+            f"a {campaign.status} campaign cannot be paused; it must be {wanted}",
+            details={"status": str(campaign.status)},
+        )
+
+
 # In use by campaigns ----------------------------------------------------------------------------
 
 

@@ -168,10 +168,11 @@ async def pause_campaign(
     window: ReplyWindowDep,
     temporal: TemporalDep,
 ) -> Envelope[CampaignPublic]:
-    """Pause a running campaign (400 naming the status otherwise)."""
-    campaign_service.require_status(campaign, CampaignStatus.running, "paused")
+    """Pause a running campaign, or a recurring one between occurrences (its Schedule pauses:
+    no occurrence starts until it is resumed); 400 naming the status otherwise."""
+    campaign_service.require_pausable(campaign)
     await session.commit()
-    await campaign_runs.pause(temporal, campaign)
+    await campaign_runs.pause(temporal, session, campaign)
     await session.refresh(campaign)
     return await _one(session, campaign, window)
 
@@ -190,7 +191,7 @@ async def resume_campaign(
     """Resume a paused campaign (400 naming the status otherwise)."""
     campaign_service.require_status(campaign, CampaignStatus.paused, "resumed")
     await session.commit()
-    await campaign_runs.resume(temporal, campaign)
+    await campaign_runs.resume(temporal, session, campaign)
     await session.refresh(campaign)
     return await _one(session, campaign, window)
 

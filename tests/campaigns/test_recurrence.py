@@ -89,3 +89,46 @@ async def test_weekly_recurrence_runs_occurrences_that_reevaluate_segments(
     one_off = await api.put(f"/campaigns/{campaign['id']}", json={"schedule": {"recurrence": None}})
     assert one_off.status_code == 422
     await schedule.delete()
+
+
+async def test_pausing_a_recurring_campaign_pauses_its_schedule_until_resumed(
+    api: Api, x_admin: SandboxAdmin, sessions: SessionMaker, temporal_client: Client
+) -> None:
+    world = await make_world(api, x_admin, sessions, recipients=1)
+    campaign = await world.campaign(
+        schedule={"recurrence": {"frequency": "daily", "time": "09:00", "timezone": "UTC"}}
+    )
+    assert (await world.start(campaign["id"]))["status"] == "scheduled"
+    schedule = temporal_client.get_schedule_handle(ids.campaign_schedule_id(campaign["id"]))
+
+    # Between occurrences: nothing is sending, yet the merchant can stop the next ones.
+    paused = await api.post(f"/campaigns/{campaign['id']}/pause")
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["data"]["status"] == "paused"
+    state = (await schedule.describe()).schedule.state
+    assert state.paused and state.note and "paused by a user" in state.note
+    again = await api.post(f"/campaigns/{campaign['id']}/pause")
+    assert again.status_code == 400 and again.json()["details"]["status"] == "paused"
+
+    resumed = await api.post(f"/campaigns/{campaign['id']}/resume")
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["data"]["status"] == "scheduled"
+    assert not (await schedule.describe()).schedule.state.paused
+
+    # Resumed, the next occurrence runs as usual.
+    await schedule.trigger()
+    await _occurrence_done(sessions, campaign["id"], 1)
+    assert await dms_per_person(x_admin, world) == {p.id: 1 for p in world.people}
+    await schedule.delete()
+
+
+async def test_a_one_off_scheduled_campaign_still_cannot_be_paused(
+    api: Api, x_admin: SandboxAdmin, sessions: SessionMaker
+) -> None:
+    world = await make_world(api, x_admin, sessions, recipients=1)
+    campaign = await world.campaign(schedule={"startAt": "2099-01-01T09:00:00Z"})
+    assert (await world.start(campaign["id"]))["status"] == "scheduled"
+    refused = await api.post(f"/campaigns/{campaign['id']}/pause")
+    assert refused.status_code == 400
+    assert refused.json()["details"]["status"] == "scheduled"
+    assert "it must be running" in refused.json()["error"]
