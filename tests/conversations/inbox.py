@@ -11,10 +11,14 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from mktx.settings import Settings
+from models.account import XAccount
 from models.contact import Contact, ContactSource
 from models.conversation import Conversation, ConversationStatus, Message, MessageDirection
 from models.db import SessionMaker, utcnow
+from models.quota import SendKind
 from sandbox.admin import SandboxAdmin, SandboxUser
+from services.outbound import queue_outbound
 from tests.conftest import Api
 
 
@@ -134,3 +138,29 @@ async def add_message(
         conversation.last_message_at = max(conversation.last_message_at or sent_at, sent_at)
         await session.flush()
         return str(message.id)
+
+
+async def queue_message(
+    sessions: SessionMaker,
+    settings: Settings,
+    shop: Shop,
+    thread: Thread,
+    text: str,
+    kind: SendKind = SendKind.inbox,
+    **options: Any,
+) -> Message:
+    """An outbound message queued and committed through the one send path, its delivery not
+    started (the caller starts it, or not: what a crash right after the commit leaves)."""
+    async with sessions() as session, session.begin():
+        account = await session.get(XAccount, uuid.UUID(shop.account_id))
+        conversation = await session.get(Conversation, uuid.UUID(thread.id))
+        assert account is not None and conversation is not None
+        return await queue_outbound(
+            session,
+            settings=settings,
+            account=account,
+            conversation=conversation,
+            content=text,
+            kind=kind,
+            **options,
+        )

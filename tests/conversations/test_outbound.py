@@ -9,16 +9,15 @@ import pytest
 from temporalio.client import Client
 
 from mktx.settings import Settings
-from models.account import XAccount
 from models.contact import Contact
 from models.conversation import Conversation, Message
 from models.db import SessionMaker, utcnow
 from models.quota import SendKind
 from sandbox.admin import SandboxAdmin
 from services.errors import InvalidState
-from services.outbound import ContactOptedOut, queue_outbound, start_delivery
+from services.outbound import ContactOptedOut, start_delivery
 from tests.conftest import Api
-from tests.conversations.inbox import connect_shop, open_thread
+from tests.conversations.inbox import connect_shop, open_thread, queue_message
 from workflows.messaging import SendOutcome
 
 
@@ -37,19 +36,7 @@ async def test_marketing_skips_opted_out_contacts_but_a_confirmation_goes_out(
         contact.opted_out, contact.opted_out_at = True, utcnow()
 
     async def queue(kind: SendKind, text: str) -> Message:
-        async with sessions() as session, session.begin():
-            account = await session.get(XAccount, uuid.UUID(shop.account_id))
-            conversation = await session.get(Conversation, uuid.UUID(thread.id))
-            assert account is not None and conversation is not None
-            return await queue_outbound(
-                session,
-                settings=settings,
-                account=account,
-                conversation=conversation,
-                content=text,
-                kind=kind,
-                is_from_bot=True,
-            )
+        return await queue_message(sessions, settings, shop, thread, text, kind, is_from_bot=True)
 
     for kind in (SendKind.campaign, SendKind.flow):
         with pytest.raises(ContactOptedOut) as refused:

@@ -15,37 +15,16 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from mktx.settings import Settings
-from models.account import XAccount
-from models.conversation import Conversation, Message, MessageStatus
+from models.conversation import Message, MessageStatus
 from models.db import SessionMaker, utcnow
-from models.quota import SendKind
 from sandbox.admin import SandboxAdmin
-from services.outbound import queue_outbound, start_delivery
+from services.outbound import start_delivery
 from services.outbound_sweep import sweep_queued
 from tests.conftest import Api
-from tests.conversations.inbox import Shop, Thread, connect_shop, open_thread
+from tests.conversations.inbox import Thread, connect_shop, open_thread, queue_message
 from workflows import ids
 from workflows.maintenance import MaintenanceInput, MaintenanceResult, MaintenanceWorkflow
 from workflows.messaging import SendMessageResult
-
-
-async def _queued(
-    sessions: SessionMaker, settings: Settings, shop: Shop, thread: Thread, text: str
-) -> Message:
-    """A message queued and committed, its delivery never started: what a crash right after
-    the commit leaves behind."""
-    async with sessions() as session, session.begin():
-        account = await session.get(XAccount, uuid.UUID(shop.account_id))
-        conversation = await session.get(Conversation, uuid.UUID(thread.id))
-        assert account is not None and conversation is not None
-        return await queue_outbound(
-            session,
-            settings=settings,
-            account=account,
-            conversation=conversation,
-            content=text,
-            kind=SendKind.inbox,
-        )
 
 
 async def _age(sessions: SessionMaker, message_id: uuid.UUID, by: timedelta) -> None:
@@ -98,7 +77,7 @@ async def _retrying(
     thread = await open_thread(sessions, x_admin, api.merchant.id, shop)
     path = f"/2/dm_conversations/with/{thread.customer.id}/messages"
     await x_admin.set_faults(error_rate=1.0, error_status=503, path_prefix=path)
-    message = await _queued(sessions, settings, shop, thread, text)
+    message = await queue_message(sessions, settings, shop, thread, text)
     handle = await start_delivery(temporal, settings, message)
     for _ in range(200):
         if any(r.status == 503 for r in await x_admin.requests(path_prefix=path)):
@@ -126,10 +105,10 @@ async def test_a_message_left_queued_is_delivered_once_by_the_maintenance_workfl
 ) -> None:
     shop = await connect_shop(api, x_admin)
     thread = await open_thread(sessions, x_admin, api.merchant.id, shop)
-    stranded = await _queued(sessions, settings, shop, thread, "Your order has shipped")
+    stranded = await queue_message(sessions, settings, shop, thread, "Your order has shipped")
     await _age(sessions, stranded.id, timedelta(minutes=5))
     # Queued a moment ago: its sender may be about to start it, the sweep waits.
-    fresh = await _queued(sessions, settings, shop, thread, "Tracking number follows")
+    fresh = await queue_message(sessions, settings, shop, thread, "Tracking number follows")
 
     result = await _run_maintenance(temporal_client, settings)
 
@@ -214,7 +193,7 @@ async def test_a_message_queued_longer_than_the_delivery_deadline_fails_unsent(
 ) -> None:
     shop = await connect_shop(api, x_admin)
     thread = await open_thread(sessions, x_admin, api.merchant.id, shop)
-    message = await _queued(sessions, settings, shop, thread, "yesterday's news")
+    message = await queue_message(sessions, settings, shop, thread, "yesterday's news")
     await _age(sessions, message.id, timedelta(hours=25))
 
     report = await sweep_queued(sessions, temporal_client, settings)
