@@ -73,7 +73,11 @@ class GroupCommit:
             task = asyncio.create_task(self._flush())
             self._running.add(task)
             task.add_done_callback(self._running.discard)
-        return await asyncio.shield(pending.done)  # a delivery cut off leaves its batch whole
+        try:
+            return await asyncio.shield(pending.done)  # a delivery cut off leaves its batch whole
+        except asyncio.CancelledError:
+            pending.done.add_done_callback(_retrieve)  # nobody else will read its outcome
+            raise
 
     async def aclose(self) -> None:
         """Wait for the batches in flight (their deliveries are owed an answer), then give the
@@ -137,3 +141,8 @@ class GroupCommit:
                     rows[i] = await cursor.fetchone()
                     await cursor.close()
         return rows
+
+
+def _retrieve(done: asyncio.Future[list[Any]]) -> None:
+    if not done.cancelled():
+        done.exception()
