@@ -54,6 +54,9 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"], lifespan=_lifespan)
 # for ones another process left behind at most this often (one indexed query when none).
 RETRY_AFTER_SECONDS = 5.0
 SWEEP_INTERVAL_SECONDS = 60.0
+# Anyone may post here: bodies are refused past this size, before their signature is checked
+# (X's deliveries are a few kilobytes).
+MAX_DELIVERY_BYTES = 1024 * 1024
 
 
 class CrcResponse(BaseModel):
@@ -93,7 +96,7 @@ async def verify_webhook_url(context: ContextDep, crc_token: CrcToken = None) ->
 @router.post(
     "/twitter",
     response_model=Envelope[WebhookReceipt],
-    responses=error_responses(400, 401, 503),
+    responses=error_responses(400, 401, 413, 503),
 )
 async def receive_events(request: Request, background: BackgroundTasks) -> JSONResponse:
     """Receive Account Activity events from X (signed with the app's consumer secret).
@@ -101,6 +104,8 @@ async def receive_events(request: Request, background: BackgroundTasks) -> JSONR
     Served by `DeliveryFastPath` in the running app; this route documents it and serves it
     where that layer is not installed."""
     body = await request.body()
+    if len(body) > MAX_DELIVERY_BYTES:
+        raise _too_large()
     data, after = await deliver(request.app, body, request.headers.get(SIGNATURE_HEADER))
     if after is not None:
         background.add_task(after)
@@ -169,12 +174,12 @@ class DeliveryFastPath:
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
-        if body is None:
-            return  # the client went away before sending it all
         after: AfterResponse | None = None
         headers: dict[str, str] | None = None
         try:
+            body = await _read_body(receive)
+            if body is None:
+                return  # the client went away before sending it all
             data, after = await deliver(scope["app"], body, _signature(scope))
             status, answer = 200, {"success": True, "data": data}
         except AppError as exc:
@@ -199,13 +204,22 @@ class DeliveryFastPath:
 
 async def _read_body(receive: Receive) -> bytes | None:
     chunks = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_DELIVERY_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _too_large() -> ValidationFailed:
+    return ValidationFailed("body", f"must be at most {MAX_DELIVERY_BYTES} bytes", status=413)
 
 
 _SIGNATURE_KEY = SIGNATURE_HEADER.lower().encode()

@@ -69,3 +69,11 @@ async def test_other_methods_and_paths_pass_through(api: Api) -> None:
     assert wrong.status_code == 405 and wrong.json()["code"] == "METHOD_NOT_ALLOWED"
     answered = await api.client.post(WEBHOOK, content=b"{}")
     assert answered.headers["x-request-id"]  # inside the request context like any route
+
+
+async def test_an_oversized_body_is_refused_before_anything_else(api: Api) -> None:
+    huge = b'{"for_user_id": "1", "padding": "' + b"x" * (1024 * 1024) + b'"}'
+    refused = await post_signed(api.client, huge)
+    assert refused.status_code == 413
+    assert refused.json()["code"] == "VALIDATION_ERROR"
+    assert refused.json()["details"]["field"] == "body"
