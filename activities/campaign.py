@@ -2,9 +2,11 @@
 
 A batch: recipients a previous attempt left `sending` are first checked against X's DM events
 (sent → recorded, not found → sent again); then queued recipients are claimed with their quota
-slots and marked `sending` in one transaction; then their DMs go to X with bounded
-concurrency; then every outcome is written in one statement, and the DMs X accepted are put in
-their contacts' conversations in one more, in the same transaction.
+slots and marked `sending` in one transaction; a card's media is uploaded for each account
+that the workflow holds no usable upload for (one per occurrence and account); then their DMs
+go to X with bounded concurrency, the media attached; then every outcome is written in one
+statement, and the DMs X accepted are put in their contacts' conversations in one more, in the
+same transaction.
 """
 
 from __future__ import annotations
@@ -44,9 +46,18 @@ from models.template import Template
 from services import campaign_delivery as delivery
 from services.accounts import AccountNotUsable, load_credentials
 from services.campaign_links import redirect_base, rewrite_links, store_links
+from services.media import (
+    FetchedMedia,
+    MediaRef,
+    MediaUnavailable,
+    allow_private_hosts,
+    fetch_media,
+    refuses_media,
+    upload_media,
+)
 from services.outbound import CLOCK_SKEW, find_delivered
 from services.quota import limits_from_settings, release_batch_quota, reserve_batch_quota
-from services.templates import TemplateRenderError, render_for_contact
+from services.templates import TemplateRenderError, render_for_contact, stored_card
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +102,8 @@ class SendBatchInput(BaseModel):
     now: datetime  # the workflow's clock, for the quota window
     batch_size: int = 500
     concurrency: int = 32
+    # The card's media uploaded so far this occurrence, by account id (X's ids are per account).
+    media: dict[str, MediaRef] = {}
 
 
 class BatchResult(BaseModel):
@@ -101,7 +114,10 @@ class BatchResult(BaseModel):
     wait_until: datetime | None = None  # quota spent or X rate limit: sleep until then
     wait_reason: str | None = None
     account_error: str | None = None  # pause the campaign with this reason
+    media_error: str | None = None  # the card's media cannot be sent: pause with this reason
     stop_reason: str | None = None  # the campaign cannot go on (template or campaign gone)
+    media: dict[str, MediaRef] = {}  # media this batch uploaded (new or renewed), by account id
+    media_dropped: list[str] = []  # accounts whose held media X no longer takes: upload again
 
 
 @dataclass(slots=True)
@@ -109,6 +125,7 @@ class _Job:
     pending: delivery.Pending
     text: str
     credentials: XCredentials
+    media: MediaRef | None = None  # the card's media, attached to the DM
 
 
 class CampaignActivities:
@@ -178,6 +195,7 @@ class CampaignActivities:
         outcomes: list[delivery.Outcome] = []
         semaphore = asyncio.Semaphore(request.concurrency)
         refused: set[uuid.UUID] = set()  # accounts whose token X refused
+        stale: dict[uuid.UUID, str] = {}  # accounts whose media id X refused, with X's reason
         done = 0
 
         def beat() -> None:
@@ -200,10 +218,12 @@ class CampaignActivities:
         ]
         resend: list[_Job] = []
 
+        media_url = _card_media_url(template)
+
         async def check(job: _Job) -> None:
             async with semaphore:
                 try:
-                    event = await self._find_at_x(job)
+                    event = await self._find_at_x(job, media=media_url is not None)
                 except XError as exc:
                     if isinstance(exc, XUnauthorized):
                         refused.add(job.pending.account.id)
@@ -220,6 +240,7 @@ class CampaignActivities:
                         dm_event_id=event.id,
                         at=event.created_at or utcnow(),
                         text=job.text,
+                        media=_attachment(request.media, job, media_url),
                     )
                 )
             else:
@@ -238,7 +259,15 @@ class CampaignActivities:
                 request, campaign, template, room, credentials, result, outcomes
             )
 
-        # 3. Hand the DMs to X, at most `concurrency` at a time.
+        # 3. The card's media, uploaded once per account and occurrence; a recipient whose
+        # media cannot be had goes back to the queue: a DM never leaves without its image.
+        to_send = [*resend, *fresh]
+        if media_url is not None and to_send:
+            to_send = await self._attach_media(
+                request, media_url, to_send, result, outcomes, released, refused
+            )
+
+        # 4. Hand the DMs to X, at most `concurrency` at a time.
 
         async def send(job: _Job) -> None:
             recipient = job.pending.recipient
@@ -249,11 +278,17 @@ class CampaignActivities:
                         job.credentials,
                         job.pending.contact.twitter_user_id,
                         job.text,
+                        job.media.media_id if job.media else None,
                     )
                 except (XForbidden, XRequestRejected) as exc:
-                    outcomes.append(
-                        delivery.Outcome(recipient.id, RecipientState.failed, error=exc.reason)
-                    )
+                    if job.media is not None and refuses_media(exc):
+                        # X no longer takes the media id (expired early, say): queued again.
+                        stale[recipient.account_id] = exc.reason
+                        outcomes.append(delivery.Outcome(recipient.id, RecipientState.queued))
+                    else:
+                        outcomes.append(
+                            delivery.Outcome(recipient.id, RecipientState.failed, error=exc.reason)
+                        )
                     released.append((recipient.account_id, recipient.id))
                     return
                 except (XUnauthorized, XRateLimited) as exc:
@@ -277,10 +312,17 @@ class CampaignActivities:
                     dm_event_id=sent.dm_event_id,
                     at=utcnow(),
                     text=job.text,
+                    media=job.media.attachment() if job.media else None,
                 )
             )
 
-        await asyncio.gather(*(send(job) for job in [*resend, *fresh]))
+        await asyncio.gather(*(send(job) for job in to_send))
+        for account_id, reason in stale.items():
+            if str(account_id) in result.media:
+                # Refused although just uploaded: uploading again would not help.
+                result.media_error = f"X refused the card's media ({media_url}): {reason}"
+            else:
+                result.media_dropped.append(str(account_id))
         await self._record(outcomes, released, refused)
         return await self._finish(result, request, outcomes)
 
@@ -411,7 +453,69 @@ class CampaignActivities:
             await delivery.mark_sending(session, [j.pending.recipient.id for j in jobs], utcnow())
         return jobs
 
-    async def _find_at_x(self, job: _Job) -> DMEvent | None:
+    async def _attach_media(
+        self,
+        request: SendBatchInput,
+        url: str,
+        jobs: list[_Job],
+        result: BatchResult,
+        outcomes: list[delivery.Outcome],
+        released: list[tuple[uuid.UUID, uuid.UUID]],
+        refused: set[uuid.UUID],
+    ) -> list[_Job]:
+        """Give each job its account's upload of the card's media: one the workflow holds if
+        still good, else a new one (the URL fetched once for the batch). Answer the jobs that
+        have it; the others are queued again with their slots given back."""
+        now = utcnow()
+        accounts: dict[uuid.UUID, XCredentials] = {}
+        for job in jobs:
+            accounts.setdefault(job.pending.account.id, job.credentials)
+        refs: dict[uuid.UUID, MediaRef] = {}
+        fetched: FetchedMedia | None = None
+        for account_id, creds in accounts.items():
+            held = request.media.get(str(account_id))
+            if held is not None and held.usable_for(url, now):
+                refs[account_id] = held
+                continue
+            try:
+                if fetched is None:
+                    fetched = await fetch_media(
+                        url, allow_private=allow_private_hosts(self._settings)
+                    )
+                ref = await upload_media(self._x, creds, fetched)
+            except MediaUnavailable as exc:
+                result.media_error = f"the card's media cannot be sent: {exc}"
+                break
+            except (XForbidden, XRequestRejected) as exc:
+                result.media_error = f"X refused the card's media ({url}): {exc.reason}"
+                break
+            except XError as exc:
+                if isinstance(exc, XUnauthorized):
+                    refused.add(account_id)
+                self._note_error(result, exc)
+                continue
+            logger.info(
+                "campaign.media_uploaded",
+                extra={
+                    "campaign_id": str(request.campaign_id),
+                    "account_id": str(account_id),
+                    "media_id": ref.media_id,
+                    "bytes": ref.size,
+                },
+            )
+            refs[account_id] = result.media[str(account_id)] = ref
+        ready: list[_Job] = []
+        for job in jobs:
+            recipient = job.pending.recipient
+            job.media = refs.get(recipient.account_id)
+            if job.media is not None:
+                ready.append(job)
+            else:
+                outcomes.append(delivery.Outcome(recipient.id, RecipientState.queued))
+                released.append((recipient.account_id, recipient.id))
+        return ready
+
+    async def _find_at_x(self, job: _Job, *, media: bool) -> DMEvent | None:
         recipient = job.pending.recipient
         attempt_at = recipient.attempt_at or recipient.created_at
         events: list[DMEvent] = []
@@ -438,6 +542,7 @@ class CampaignActivities:
             text=job.text,
             queued_at=attempt_at,
             excluded_ids=taken,
+            media=media,
         )
 
     def _note_error(self, result: BatchResult, exc: XError) -> None:
@@ -503,6 +608,19 @@ class CampaignActivities:
 
 
 _UNAVAILABLE_PAUSE = timedelta(seconds=2)
+
+
+def _card_media_url(template: Template) -> str | None:
+    card = stored_card(template)
+    return card.media_url if card is not None else None
+
+
+def _attachment(held: dict[str, MediaRef], job: _Job, url: str | None) -> dict[str, str] | None:
+    """The media a DM found at X carried, as far as the workflow knows it (the inbox shows it)."""
+    if url is None:
+        return None
+    ref = held.get(str(job.pending.account.id))
+    return ref.attachment() if ref is not None and ref.url == url else None
 
 
 def build(deps: WorkerDeps) -> list[Callable[..., Any]]:

@@ -19,15 +19,32 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import WorkerDeps
 from activities.x_failures import application_error_from_x
-from integrations.x import DMEvent, XClient, XCredentials, XError, XTokenRevoked
+from integrations.x import (
+    DMEvent,
+    XClient,
+    XCredentials,
+    XError,
+    XRequestRejected,
+    XTokenRevoked,
+)
 from mktx.secrets import SecretBox
+from mktx.settings import Settings
 from models.account import AccountStatus, XAccount
 from models.contact import Contact
 from models.conversation import Message, MessageStatus
 from models.db import SessionMaker, utcnow
 from services.accounts import AccountNotUsable, load_credentials
+from services.media import (
+    MediaRef,
+    MediaUnavailable,
+    allow_private_hosts,
+    fetch_media,
+    refuses_media,
+    upload_media,
+)
 from services.outbound import (
     CLOCK_SKEW,
+    attached_media,
     dm_text,
     find_delivered,
     ids_held_by_earlier_messages,
@@ -43,6 +60,13 @@ RECONCILE_PAGES = 3
 
 
 class SendMessageActivityInput(BaseModel):
+    merchant_id: str
+    message_id: uuid.UUID
+    # The message's media attachment, uploaded (`message.prepare_media`): attached to the DM.
+    media: MediaRef | None = None
+
+
+class PrepareMediaInput(BaseModel):
     merchant_id: str
     message_id: uuid.UUID
 
@@ -66,6 +90,7 @@ class _Outgoing:
     recipient_id: str
     credentials: XCredentials
     text: str
+    media: MediaRef | None = None
 
 
 def _final(message: str, kind: str, **details: Any) -> ApplicationError:
@@ -73,10 +98,52 @@ def _final(message: str, kind: str, **details: Any) -> ApplicationError:
 
 
 class MessagingActivities:
-    def __init__(self, sessions: SessionMaker, x: XClient, secrets: SecretBox) -> None:
+    def __init__(
+        self, sessions: SessionMaker, x: XClient, secrets: SecretBox, settings: Settings
+    ) -> None:
         self._sessions = sessions
         self._x = x
         self._secrets = secrets
+        self._settings = settings
+
+    @activity.defn(name="message.prepare_media")
+    async def prepare_media(self, request: PrepareMediaInput) -> MediaRef | None:
+        """Fetch the message's media attachment (the first image, video or GIF) from its URL
+        and upload it to X for the account; the send attaches the id. None: nothing to do
+        (no media, or the message is already sent). A URL that cannot be had fails the
+        message (MediaUnavailable, not retried): it is never sent without its media."""
+        outgoing = await self._load(
+            SendMessageActivityInput(merchant_id=request.merchant_id, message_id=request.message_id)
+        )
+        if isinstance(outgoing, SentMessage):
+            return None
+        found = attached_media(outgoing.message.attachments)
+        if found is None:
+            return None
+        index, attachment = found
+        try:
+            fetched = await fetch_media(
+                str(attachment["url"]), allow_private=allow_private_hosts(self._settings)
+            )
+        except MediaUnavailable as exc:
+            raise _final(
+                f"attachment {index + 1} cannot be sent: {exc}",
+                "MediaUnavailable",
+                reason=f"attachments[{index}].url: {exc}",
+                field=f"attachments[{index}].url",
+            ) from None
+        try:
+            media = await upload_media(self._x, outgoing.credentials, fetched)
+        except XTokenRevoked as exc:
+            await self._mark_token_refused(outgoing.account.id)
+            raise _with_reason(exc) from None
+        except XError as exc:
+            raise _with_reason(exc) from None
+        logger.info(
+            "message.media_uploaded",
+            extra={"message_id": str(request.message_id), "media_id": media.media_id},
+        )
+        return media
 
     @activity.defn(name="message.send")
     async def send_message(self, request: SendMessageActivityInput) -> SentMessage:
@@ -98,12 +165,28 @@ class MessagingActivities:
                     extra={"message_id": str(outgoing.message.id), "dm_event_id": event.id},
                 )
                 return SentMessage(twitter_message_id=event.id, sent_at=sent_at, reconciled=True)
+        if outgoing.media is not None and not outgoing.media.usable_for(
+            outgoing.media.url, utcnow()
+        ):
+            # Checked after the look at X: a DM an earlier attempt sent is never sent again.
+            raise _final("the uploaded media is about to expire", "MediaExpired")
         try:
             sent = await asyncio.to_thread(
-                self._x.send_dm, outgoing.credentials, outgoing.recipient_id, outgoing.text
+                self._x.send_dm,
+                outgoing.credentials,
+                outgoing.recipient_id,
+                outgoing.text,
+                outgoing.media.media_id if outgoing.media else None,
             )
         except XTokenRevoked as exc:
             await self._mark_token_refused(outgoing.account.id)
+            raise _with_reason(exc) from None
+        except XRequestRejected as exc:
+            if outgoing.media is not None and refuses_media(exc):
+                # X no longer takes the media id (expired): the workflow uploads it again.
+                raise _final(
+                    f"X refused the media: {exc.reason}", "MediaExpired", reason=exc.reason
+                ) from None
             raise _with_reason(exc) from None
         except XError as exc:
             raise _with_reason(exc) from None
@@ -158,7 +241,14 @@ class MessagingActivities:
                 account=account,
                 recipient_id=contact.twitter_user_id,
                 credentials=credentials,
-                text=dm_text(message.content, message.attachments),
+                # Without an upload (a delivery started before media were attached), every
+                # attachment goes as a link, as it did then.
+                text=dm_text(
+                    message.content,
+                    message.attachments,
+                    media_attached=request.media is not None,
+                ),
+                media=request.media,
             )
 
     async def _find_at_x(self, outgoing: _Outgoing) -> DMEvent | None:
@@ -193,6 +283,7 @@ class MessagingActivities:
             text=outgoing.text,
             queued_at=outgoing.message.created_at,
             excluded_ids=taken,
+            media=outgoing.media is not None,
         )
 
     async def _record_sent(
@@ -242,5 +333,5 @@ def _with_reason(exc: XError) -> ApplicationError:
 
 def build(deps: WorkerDeps) -> list[Callable[..., Any]]:
     """The messaging activities the worker registers."""
-    messaging = MessagingActivities(deps.sessions, deps.x, deps.secrets)
-    return [messaging.send_message, messaging.record_failure]
+    messaging = MessagingActivities(deps.sessions, deps.x, deps.secrets, deps.settings)
+    return [messaging.prepare_media, messaging.send_message, messaging.record_failure]

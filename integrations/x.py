@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +27,11 @@ logger = logging.getLogger(__name__)
 _TWEEPY_HOSTS = ("https://api.twitter.com", "https://api.x.com")
 DM_EVENT_FIELDS = ("id", "text", "event_type", "created_at", "sender_id", "dm_conversation_id")
 DEFAULT_RETRY_AFTER_SECONDS = 60.0
+# Media goes to X in segments of this size (X takes up to 5 MB per APPEND).
+MEDIA_SEGMENT_BYTES = 4 * 1024 * 1024
+# How long to wait for X to process an uploaded GIF or video before giving up (retryable).
+MEDIA_PROCESSING_TIMEOUT_SECONDS = 300.0
+MEDIA_DEFAULT_TTL_SECONDS = 24 * 60 * 60
 
 
 # Values ------------------------------------------------------------------------------------
@@ -55,6 +60,17 @@ class XUser:
 class SentDM:
     dm_conversation_id: str
     dm_event_id: str
+
+
+@dataclass(frozen=True)
+class UploadedMedia:
+    """Media X holds for the account that uploaded it: attach `media_id` to its DMs until
+    `expires_at`."""
+
+    media_id: str
+    media_key: str | None
+    size: int
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -305,13 +321,117 @@ class XClient:
 
     # Direct messages -----------------------------------------------------------------------
 
-    def send_dm(self, creds: XCredentials, participant_id: str, text: str) -> SentDM:
+    def send_dm(
+        self,
+        creds: XCredentials,
+        participant_id: str,
+        text: str,
+        media_id: str | None = None,
+    ) -> SentDM:
+        """One DM; `media_id` (from `upload_media`, by the same account) attaches that media.
+        With media the text may be empty."""
         with _x_errors():
             response = self._tweepy(creds).create_direct_message(
-                participant_id=_segment(participant_id), text=text, user_auth=True
+                participant_id=_segment(participant_id),
+                text=text if text or media_id is None else None,
+                media_id=media_id,
+                user_auth=True,
             )
         data = _data(response)
         return SentDM(str(data["dm_conversation_id"]), str(data["dm_event_id"]))
+
+    # Media ---------------------------------------------------------------------------------
+
+    def upload_media(
+        self,
+        creds: XCredentials,
+        data: bytes,
+        media_type: str,
+        category: str,
+        *,
+        shared: bool = True,
+    ) -> UploadedMedia:
+        """Upload media for the account's DMs through X API v2's chunked upload (initialize,
+        append, finalize, then status until X has processed a GIF or video).
+
+        `category` is X's media_category (`dm_image`, `dm_gif`, `dm_video`). `shared`: the id
+        can be attached to many DMs of this account (a campaign's card), not only one. X checks
+        the type and size; a refusal raises XRequestRejected.
+        """
+        client = self._tweepy(creds)
+        with _x_errors():
+            started = client.request(
+                "POST",
+                "/2/media/upload/initialize",
+                json={
+                    "media_type": media_type,
+                    "total_bytes": len(data),
+                    "media_category": category,
+                    "shared": shared,
+                },
+                user_auth=True,
+            )
+        media_id = str(_data(started)["id"])
+        route = f"/2/media/upload/{_segment(media_id)}"
+        for index, start in enumerate(range(0, len(data), MEDIA_SEGMENT_BYTES)):
+            self._append_segment(creds, route, index, data[start : start + MEDIA_SEGMENT_BYTES])
+        with _x_errors():
+            finished = client.request("POST", route + "/finalize", user_auth=True)
+        media = _data(finished)
+        deadline = time.monotonic() + MEDIA_PROCESSING_TIMEOUT_SECONDS
+        while (info := media.get("processing_info")) and info.get("state") in (
+            "pending",
+            "in_progress",
+        ):
+            wait = max(1.0, float(info.get("check_after_secs") or 1))
+            if time.monotonic() + wait > deadline:
+                raise XUnavailable(None, "X is still processing the media")
+            time.sleep(wait)
+            with _x_errors():
+                checked = client.request(
+                    "GET",
+                    "/2/media/upload",
+                    params={"command": "STATUS", "media_id": media_id},
+                    user_auth=True,
+                )
+            media = _data(checked)
+        if info and info.get("state") == "failed":
+            error = info.get("error") if isinstance(info.get("error"), dict) else {}
+            reason = error.get("message") or error.get("name") or "X could not process the media"
+            raise XRequestRejected(400, str(reason))
+        ttl = media.get("expires_after_secs")
+        ttl = ttl if isinstance(ttl, int | float) and ttl > 0 else MEDIA_DEFAULT_TTL_SECONDS
+        logger.info("x.media_uploaded", extra={"media_id": media_id, "bytes": len(data)})
+        return UploadedMedia(
+            media_id=media_id,
+            media_key=media.get("media_key"),
+            size=int(media.get("size") or len(data)),
+            expires_at=datetime.now(UTC) + timedelta(seconds=float(ttl)),
+        )
+
+    def _append_segment(self, creds: XCredentials, route: str, index: int, chunk: bytes) -> None:
+        # tweepy's v2 client sends JSON only, so this multipart call is made here, on the same
+        # rebased session, signed by tweepy's OAuth 1.0a handler (a multipart body is not part
+        # of the signature, as RFC 5849 says).
+        auth = tweepy.OAuth1UserHandler(
+            self._consumer_key,
+            self._consumer_secret,
+            creds.access_token,
+            creds.access_token_secret,
+        ).apply_auth()
+        try:
+            response = self._session.post(
+                _TWEEPY_HOSTS[0] + route + "/append",
+                data={"segment_index": str(index)},
+                files={"media": ("media", chunk, "application/octet-stream")},
+                auth=auth,
+            )
+        except requests.RequestException as exc:
+            raise XUnavailable(None, type(exc).__name__) from None
+        if not response.ok:
+            error = _error_for(response, XTokenRevoked)
+            logger.debug("x.call_failed", extra={"status": error.status, "reason": error.reason})
+            raise error
 
     def list_dm_events(
         self,

@@ -34,6 +34,18 @@ class TokenPair:
 
 
 @dataclass(frozen=True)
+class ReceivedMedia:
+    """The media a DM attached, as X holds it."""
+
+    media_id: str
+    media_key: str
+    media_type: str  # content type, e.g. image/png
+    category: str  # dm_image, dm_gif or dm_video
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class ReceivedDM:
     id: str
     dm_conversation_id: str
@@ -42,6 +54,27 @@ class ReceivedDM:
     text: str
     created_at: datetime
     source: str  # "api" (sent through X's API) or "simulated"
+    media: ReceivedMedia | None = None
+
+
+@dataclass(frozen=True)
+class MediaUpload:
+    """A media upload X holds (`GET /_sandbox/uploads`)."""
+
+    id: str
+    media_key: str
+    owner_id: str
+    media_type: str
+    category: str
+    total_bytes: int
+    size: int
+    sha256: str | None
+    shared: bool
+    state: str  # uploading, in_progress, succeeded
+    dm_uses: int
+    created_at: datetime
+    expires_at: datetime
+    expired: bool
 
 
 @dataclass(frozen=True)
@@ -164,9 +197,67 @@ class SandboxAdmin:
                 text=r["text"],
                 created_at=datetime.fromisoformat(r["createdAt"]),
                 source=r["source"],
+                media=_media(r.get("media")),
             )
             for r in rows
         ]
+
+    def media_url(
+        self,
+        name: str,
+        media_type: str | None = None,
+        size: int | None = None,
+        status: int | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        """A URL on the sandbox serving deterministic media (`sandbox.media.sample_media`):
+        `size` bytes of `media_type` (default from the name's extension), answered with
+        `status` and the Content-Type `content_type` (default: the media type)."""
+        query = httpx.QueryParams(
+            {
+                k: str(v)
+                for k, v in (
+                    ("type", media_type),
+                    ("size", size),
+                    ("status", status),
+                    ("contentType", content_type),
+                )
+                if v is not None
+            }
+        )
+        return f"{self.base_url}{PREFIX}/media/{name}" + (f"?{query}" if query else "")
+
+    async def set_media_status(self, name: str, status: int | None) -> None:
+        """Make sample media `name` answer `status` (e.g. 503: its host is down) whatever its
+        URL asks; None: as its URL asks again."""
+        await self._call("PUT", f"/media/{name}/status", json={"status": status})
+
+    async def uploads(self, user_id: str | None = None) -> list[MediaUpload]:
+        params = {"userId": user_id} if user_id else None
+        rows = await self._call("GET", "/uploads", params=params)
+        return [
+            MediaUpload(
+                id=r["id"],
+                media_key=r["mediaKey"],
+                owner_id=r["ownerId"],
+                media_type=r["mediaType"],
+                category=r["category"],
+                total_bytes=r["totalBytes"],
+                size=r["size"],
+                sha256=r["sha256"],
+                shared=r["shared"],
+                state=r["state"],
+                dm_uses=r["dmUses"],
+                created_at=datetime.fromisoformat(r["createdAt"]),
+                expires_at=datetime.fromisoformat(r["expiresAt"]),
+                expired=r["expired"],
+            )
+            for r in rows
+        ]
+
+    async def expire_media(self, media_id: str) -> None:
+        """Make an uploaded media id expire now (X's 24 h), so X refuses it."""
+        await self._call("POST", f"/uploads/{media_id}/expire")
 
     async def requests(
         self, path_prefix: str | None = None, user_id: str | None = None
@@ -226,6 +317,19 @@ class SandboxAdmin:
 
     async def reset(self) -> None:
         await self._call("POST", "/reset")
+
+
+def _media(data: dict[str, Any] | None) -> ReceivedMedia | None:
+    if not data:
+        return None
+    return ReceivedMedia(
+        media_id=data["mediaId"],
+        media_key=data["mediaKey"],
+        media_type=data["mediaType"],
+        category=data["category"],
+        size=data["size"],
+        sha256=data["sha256"],
+    )
 
 
 def _delivery(data: dict[str, Any]) -> WebhookDelivery:

@@ -83,6 +83,15 @@ class RateLimitIn(CamelModel):
     user_id: str | None = None
 
 
+class MediaOut(CamelModel):
+    media_id: str
+    media_key: str
+    media_type: str
+    category: str
+    size: int
+    sha256: str
+
+
 class DMOut(CamelModel):
     id: str
     dm_conversation_id: str
@@ -91,6 +100,8 @@ class DMOut(CamelModel):
     text: str
     created_at: datetime
     source: str
+    attachments: list[dict[str, Any]] = []
+    media: MediaOut | None = None  # the media a DM sent through the API attached
 
 
 class RequestOut(CamelModel):
@@ -161,6 +172,8 @@ def _dm_out(event: DMEvent) -> DMOut:
         text=event.text,
         created_at=event.created_at,
         source=event.source,
+        attachments=[dict(a) for a in event.attachments],
+        media=MediaOut(**vars(event.media)) if event.media else None,
     )
 
 

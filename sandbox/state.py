@@ -14,6 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from sandbox.media import MediaStore, SentMedia
+
 # Demo accounts seeded when `seed_demo` is on; `mkt-x dev` prints these so a developer can connect
 # the shop account and play the customer without creating anything first.
 DEMO_BUSINESS_ID = "1000000001"
@@ -39,8 +41,10 @@ EP_INVALIDATE_TOKEN = "invalidate_token"
 EP_OAUTH2_TOKEN = "oauth2_token"
 EP_SUBSCRIPTIONS = "subscriptions"
 EP_WEBHOOKS = "webhooks"
+EP_MEDIA_UPLOAD = "media_upload"
 ENDPOINT_KEYS = frozenset(
     {
+        EP_MEDIA_UPLOAD,
         EP_USERS_ME,
         EP_DM_SEND,
         EP_DM_EVENTS,
@@ -84,7 +88,8 @@ class DMEvent:
     text: str
     created_at: datetime
     source: str  # "api": sent through POST .../messages; "simulated": injected by the admin API
-    attachments: tuple[dict[str, object], ...] = ()
+    attachments: tuple[dict[str, object], ...] = ()  # as Account Activity payloads carry them
+    media: SentMedia | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,9 @@ class SandboxState:
             self._windows: dict[tuple[str, str], _Window] = {}
             self._nonces: dict[tuple[str, str], float] = {}
             self._username_index: set[str] = set()
+            self.media = MediaStore(self.next_id)
+            # Sample media (`/_sandbox/media/{name}`) answering with another status for now.
+            self.sample_media_status: dict[str, int] = {}
             if self.seed_demo:
                 self._seed()
 
@@ -317,6 +325,7 @@ class SandboxState:
         text: str,
         source: str,
         attachments: tuple[dict[str, object], ...] = (),
+        media: SentMedia | None = None,
     ) -> DMEvent:
         with self._lock:
             event = DMEvent(
@@ -328,6 +337,7 @@ class SandboxState:
                 created_at=datetime.now(UTC),
                 source=source,
                 attachments=attachments,
+                media=media,
             )
             self.dm_events.append(event)
             return event

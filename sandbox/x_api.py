@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -12,6 +13,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import JSONResponse
 
+from sandbox.media import MediaRejected
 from sandbox.oauth import AuthError, UserContext, verify_app_basic, verify_bearer, verify_oauth1
 from sandbox.problems import XProblem, invalid_request
 from sandbox.state import (
@@ -79,6 +81,16 @@ def app_only(endpoint: str) -> Callable[[Request, SandboxState], None]:
     return dependency
 
 
+async def json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise invalid_request("Request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise invalid_request("Request body must be a JSON object")
+    return body
+
+
 def _fields(raw: str | None) -> set[str]:
     return {f.strip() for f in (raw or "").split(",") if f.strip()}
 
@@ -108,6 +120,8 @@ def _event_json(event: DMEvent, fields: set[str]) -> dict[str, Any]:
         "dm_conversation_id": event.dm_conversation_id,
         "participant_ids": [event.sender_id, event.recipient_id],
     }
+    if event.media is not None:
+        every["attachments"] = {"media_keys": [event.media.media_key]}
     wanted = set(DEFAULT_DM_EVENT_FIELDS) | fields
     return {k: v for k, v in every.items() if k in wanted}
 
@@ -141,12 +155,13 @@ async def send_dm(
     state: StateDep,
     context: Annotated[UserContext, Depends(user_context(EP_DM_SEND))],
 ) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise invalid_request("Request body is not valid JSON") from None
-    text = body.get("text") if isinstance(body, dict) else None
-    if not isinstance(text, str) or not text.strip():
+    body = await json_body(request)
+    media_id = _attached_media_id(body.get("attachments"))
+    text = body.get("text")
+    # X: text is required unless the message attaches media.
+    if media_id is not None and text is None:
+        text = ""
+    if not isinstance(text, str) or (media_id is None and not text.strip()):
         raise invalid_request("text: must be a non-empty string", "text")
     if len(text) > MAX_DM_LENGTH:
         raise invalid_request(
@@ -163,8 +178,39 @@ async def send_dm(
             403,
             "You cannot send messages to this user: they do not accept direct messages from you.",
         )
-    event = state.record_dm(context.user_id, participant_id, text, source="api")
+    upload = None
+    if media_id is not None:
+        try:
+            upload = state.media.take_for_dm(context.user_id, media_id, time.time())
+        except MediaRejected as exc:
+            raise invalid_request(exc.message, exc.parameter) from None
+    event = state.record_dm(
+        context.user_id,
+        participant_id,
+        text,
+        source="api",
+        attachments=(upload.v1_attachment(),) if upload else (),
+        media=upload.as_sent() if upload else None,
+    )
     return {"data": {"dm_conversation_id": event.dm_conversation_id, "dm_event_id": event.id}}
+
+
+def _attached_media_id(attachments: Any) -> str | None:
+    """X takes one attachment per DM: `[{"media_id": "..."}]`."""
+    if attachments is None:
+        return None
+    if (
+        not isinstance(attachments, list)
+        or len(attachments) != 1
+        or not isinstance(attachments[0], dict)
+        or not isinstance(attachments[0].get("media_id"), str)
+        or not attachments[0]["media_id"]
+    ):
+        raise invalid_request(
+            'attachments: must be one object {"media_id": "<id>"} (a DM attaches one media)',
+            "attachments",
+        )
+    return str(attachments[0]["media_id"])
 
 
 def _page_of_events(

@@ -10,6 +10,7 @@ X's DM events before it is sent again.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -287,6 +288,7 @@ class Outcome:
     error: str | None = None
     at: datetime | None = None
     text: str | None = None  # what X received (sent): the inbox shows it
+    media: dict[str, str] | None = None  # the media attached to it, as a message attachment
 
 
 _RECORD = text(
@@ -328,6 +330,7 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) ->
         },
     )
     texts = {o.recipient_id: o.text for o in outcomes}
+    media = {o.recipient_id: o.media for o in outcomes if o.media}
     await record_in_inbox(
         session,
         [
@@ -339,6 +342,7 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) ->
                 dm_event_id=row.dm_event_id,
                 text=texts[row.id] or "",
                 sent_at=row.sent_at,
+                attachments=(media[row.id],) if row.id in media else (),
             )
             for row in recorded
             # Only what this call settled as sent: a recipient recorded before is in already.
@@ -361,6 +365,7 @@ class CampaignDM:
     dm_event_id: str
     text: str
     sent_at: datetime
+    attachments: tuple[dict[str, str], ...] = ()  # the media X attached, if any
 
 
 # Each DM becomes an outbound `sent` message in the contact's open conversation (one is opened
@@ -380,7 +385,8 @@ class CampaignDM:
 _INBOX = text(
     """
 WITH src AS (
-    SELECT v.merchant_id, v.account_id, v.contact_id, v.campaign_id, v.event_id, v.content, v.at
+    SELECT v.merchant_id, v.account_id, v.contact_id, v.campaign_id, v.event_id, v.content, v.at,
+        CAST(v.attachments AS jsonb) AS attachments
     FROM unnest(
             CAST(:merchants AS text[]),
             CAST(:accounts AS uuid[]),
@@ -388,13 +394,17 @@ WITH src AS (
             CAST(:campaigns AS uuid[]),
             CAST(:events AS text[]),
             CAST(:contents AS text[]),
-            CAST(:ats AS timestamptz[])
-         ) AS v(merchant_id, account_id, contact_id, campaign_id, event_id, content, at)
+            CAST(:ats AS timestamptz[]),
+            CAST(:attachments AS text[])
+         ) AS v(merchant_id, account_id, contact_id, campaign_id, event_id, content, at,
+            attachments)
     JOIN contacts k ON k.id = v.contact_id AND k.merchant_id = v.merchant_id
 ),
 echoed AS (
     UPDATE messages m
-    SET campaign_id = src.campaign_id, content = src.content, updated_at = now()
+    SET campaign_id = src.campaign_id, content = src.content, updated_at = now(),
+        attachments = CASE WHEN src.attachments = '[]'::jsonb THEN m.attachments
+                           ELSE src.attachments END
     FROM src
     WHERE m.account_id = src.account_id AND m.twitter_message_id = src.event_id
     RETURNING m.id
@@ -440,7 +450,7 @@ message AS (
         direction, type, content, attachments, is_from_bot, twitter_message_id, sent_at,
         status, campaign_id)
     SELECT gen_random_uuid(), fresh.merchant_id, now(), now(), conversation.id,
-        fresh.account_id, fresh.contact_id, 'outbound', 'text', fresh.content, '[]'::jsonb,
+        fresh.account_id, fresh.contact_id, 'outbound', 'text', fresh.content, fresh.attachments,
         false, fresh.event_id, fresh.at, 'sent', fresh.campaign_id
     FROM fresh
     JOIN conversation ON conversation.contact_id = fresh.contact_id
@@ -468,6 +478,7 @@ async def record_in_inbox(session: AsyncSession, dms: Sequence[CampaignDM]) -> N
         "events": [d.dm_event_id for d in dms],
         "contents": [d.text for d in dms],
         "ats": [d.sent_at for d in dms],
+        "attachments": [json.dumps(list(d.attachments)) if d.attachments else "[]" for d in dms],
     }
     for attempt in range(INBOX_ATTEMPTS):
         try:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from integrations.x import XClient, XError
+from integrations.x import XClient, XCredentials, XError
 from mktx.secrets import SecretBox
 from mktx.settings import Settings
 from models.account import XAccount
@@ -27,6 +27,14 @@ from services.accounts import AccountNotUsable, load_credentials
 from services.campaign_delivery import CampaignDM, account_usable, record_in_inbox
 from services.campaign_links import redirect_base, rewrite_links, store_links
 from services.errors import BadRequest, ValidationFailed
+from services.media import (
+    FetchedMedia,
+    MediaRef,
+    MediaUnavailable,
+    allow_private_hosts,
+    fetch_media,
+    upload_media,
+)
 from services.outbound import quota_error
 from services.quota import (
     QuotaExhausted,
@@ -34,7 +42,7 @@ from services.quota import (
     release_send_quota,
     reserve_send_quota,
 )
-from services.templates import TemplateRenderError, render_for_contact
+from services.templates import TemplateRenderError, render_for_contact, stored_card
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +79,8 @@ async def send_tests(
         if contact_id not in contacts:
             raise ValidationFailed(f"contactIds[{i}]", f"no contact {contact_id}")
     values = {**campaign.variables, **variables}
+    card = stored_card(template)
+    media = _CardMedia(settings, x, card.media_url) if card and card.media_url else None
     base = redirect_base(settings)
     results: list[CampaignTestResult] = []
     delivered: list[CampaignDM] = []  # what X took: shown in the contacts' conversations
@@ -115,11 +125,21 @@ async def send_tests(
             _, credentials = await load_credentials(
                 session, secrets, account.id, allow_disconnected=False
             )
-            sent = await asyncio.to_thread(x.send_dm, credentials, contact.twitter_user_id, text)
-        except (XError, AccountNotUsable) as exc:
+            ref = await media.for_account(account.id, credentials) if media else None
+            sent = await asyncio.to_thread(
+                x.send_dm,
+                credentials,
+                contact.twitter_user_id,
+                text,
+                ref.media_id if ref else None,
+            )
+        except (XError, AccountNotUsable, MediaUnavailable) as exc:
             await release_send_quota(session, reservation.id)
             test.state = RecipientState.failed
-            test.error = getattr(exc, "reason", None) or str(exc)
+            if isinstance(exc, MediaUnavailable):
+                test.error = f"the card's media {exc}"  # nothing sent without it
+            else:
+                test.error = getattr(exc, "reason", None) or str(exc)
         else:
             test.state, test.dm_event_id = RecipientState.sent, sent.dm_event_id
             delivered.append(
@@ -131,6 +151,7 @@ async def send_tests(
                     dm_event_id=sent.dm_event_id,
                     text=text,
                     sent_at=utcnow(),
+                    attachments=(ref.attachment(),) if ref else (),
                 )
             )
         session.add(test)
@@ -141,6 +162,40 @@ async def send_tests(
         "campaign.test_sent", extra={"campaign_id": str(campaign.id), "contacts": len(results)}
     )
     return results
+
+
+class _CardMedia:
+    """The card's media for test sends: fetched once, uploaded once per account; a failure
+    fails the tests of that account with the reason (none goes out without its image)."""
+
+    def __init__(self, settings: Settings, x: XClient, url: str) -> None:
+        self._settings = settings
+        self._x = x
+        self._url = url
+        self._fetched: FetchedMedia | MediaUnavailable | None = None
+        self._refs: dict[uuid.UUID, MediaRef | MediaUnavailable] = {}
+
+    async def for_account(self, account_id: uuid.UUID, credentials: XCredentials) -> MediaRef:
+        if self._fetched is None:
+            try:
+                self._fetched = await fetch_media(
+                    self._url, allow_private=allow_private_hosts(self._settings)
+                )
+            except MediaUnavailable as exc:
+                self._fetched = exc
+        if isinstance(self._fetched, MediaUnavailable):
+            raise self._fetched
+        if account_id not in self._refs:
+            try:
+                self._refs[account_id] = await upload_media(self._x, credentials, self._fetched)
+            except XError as exc:
+                self._refs[account_id] = MediaUnavailable(
+                    self._url, f"could not be uploaded to X: {exc}"
+                )
+        ref = self._refs[account_id]
+        if isinstance(ref, MediaUnavailable):
+            raise ref
+        return ref
 
 
 def _result(test: CampaignTestSend, rendered: str | None = None) -> CampaignTestResult:

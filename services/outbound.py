@@ -62,10 +62,29 @@ class ContactOptedOut(InvalidState):
     """Marketing (campaign, flow) to a contact who opted out is refused."""
 
 
-def dm_text(content: str, attachments: Iterable[dict[str, Any]]) -> str:
-    """The text X receives: the message, then each attachment's URL on its own line. X shows
-    links as cards; media upload to X is not used."""
-    urls = [str(a["url"]) for a in attachments if a.get("url")]
+# Attachments of these types are uploaded to X and attached to the DM; `link` and `file` go as
+# links in the text.
+MEDIA_ATTACHMENT_TYPES = frozenset({"image", "video", "gif"})
+
+
+def attached_media(attachments: Sequence[dict[str, Any]]) -> tuple[int, dict[str, Any]] | None:
+    """The attachment X attaches to the DM, with its index: the first image, video or GIF. X
+    attaches one media per DM, so any further ones go as links in the text."""
+    for index, attachment in enumerate(attachments):
+        if attachment.get("type") in MEDIA_ATTACHMENT_TYPES and attachment.get("url"):
+            return index, attachment
+    return None
+
+
+def dm_text(
+    content: str, attachments: Sequence[dict[str, Any]], *, media_attached: bool = True
+) -> str:
+    """The text X receives: the message, then each attachment's URL on its own line, except
+    the one X attaches as media (`attached_media`), unless `media_attached` is False (every
+    URL then goes as a link)."""
+    found = attached_media(attachments) if media_attached else None
+    skip = found[0] if found else -1
+    urls = [str(a["url"]) for i, a in enumerate(attachments) if a.get("url") and i != skip]
     return "\n".join(part for part in (content, *urls) if part)
 
 
@@ -118,7 +137,7 @@ async def queue_outbound(
         )
     attachments = [dict(a) for a in attachments or []]
     text = dm_text(content, attachments)
-    if not text.strip():
+    if not text.strip() and attached_media(attachments) is None:
         raise ValidationFailed("content", "must not be empty", status=400)
     if len(text) > MAX_DM_TEXT:
         raise ValidationFailed(
@@ -200,7 +219,11 @@ async def start_delivery(
 
     return await temporal.start_workflow(
         SendMessageWorkflow.run,
-        SendMessageInput(merchant_id=message.merchant_id, message_id=message.id),
+        SendMessageInput(
+            merchant_id=message.merchant_id,
+            message_id=message.id,
+            has_media=attached_media(message.attachments) is not None,
+        ),
         id=ids.send_message_id(str(message.id)),
         task_queue=settings.task_queue,
         search_attributes=ids.message_attributes(
@@ -270,19 +293,23 @@ def find_delivered(
     text: str,
     queued_at: datetime,
     excluded_ids: set[str],
+    media: bool = False,
 ) -> DMEvent | None:
     """The DM event that is this message, if X already has it: sent by the account with the
     same text after the message was queued. The earliest such event wins; ids that other,
-    earlier messages already hold are not candidates."""
+    earlier messages already hold are not candidates. With `media`, X may show the attached
+    media as a link after the text."""
     since = queued_at - CLOCK_SKEW
-    wanted = _comparable(text)
+    wanted = {_comparable(text)}
+    if media:
+        wanted.add(f"{_comparable(text)} <link>".strip())
     matches = [
         event
         for event in events
         if event.event_type == "MessageCreate"
         and event.sender_id == sender_id
         and event.text is not None
-        and _comparable(event.text) == wanted
+        and _comparable(event.text) in wanted
         and (event.created_at is None or event.created_at >= since)
         and event.id not in excluded_ids
     ]

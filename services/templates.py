@@ -240,7 +240,8 @@ class RenderedMessage:
     text: str  # the direct message to send: body, then numbered choices or the card's link
     options: tuple[QuickReplyOption, ...] = ()
     link_url: str | None = None
-    media_url: str | None = None  # a card's media; X needs it uploaded to attach it
+    # A card's media: uploaded to X and attached to the DM (services/media.py), not in the text.
+    media_url: str | None = None
 
 
 def _as_text(value: Any) -> str:

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         SkipInput,
     )
     from models.campaign import CampaignStatus
+    from services.media import MediaRef
 
 BATCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -63,6 +64,7 @@ class CampaignInput(BaseModel):
     sent: int = 0
     failed: int = 0
     batches: int = 0
+    media: dict[str, MediaRef] = {}  # the card's media uploads, by account id
 
 
 class ScheduleChange(BaseModel):
@@ -104,6 +106,9 @@ class CampaignWorkflow:
         self._waiting_reason: str | None = None
         self._schedule_changed = False
         self._occurrence: int | None = None
+        # The card's media as X holds it for each account: uploaded once per occurrence (again
+        # only when an id nears X's 24 h expiry), attached to every recipient's DM.
+        self._media: dict[str, MediaRef] = {}
 
     @workflow.run
     async def run(self, request: CampaignInput) -> CampaignProgress:
@@ -119,6 +124,7 @@ class CampaignWorkflow:
         self._start_at, self._end_at = request.start_at, request.end_at
         self._paused = request.paused
         self._sent, self._failed, self._batches = request.sent, request.failed, request.batches
+        self._media = dict(request.media)
         occurrence = request.occurrence
         if occurrence is None:
             await self._wait_for_start()
@@ -152,6 +158,7 @@ class CampaignWorkflow:
                     now=workflow.now(),
                     batch_size=request.batch_size,
                     concurrency=request.concurrency,
+                    media=self._media,
                 ),
                 start_to_close_timeout=BATCH_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=request.heartbeat_seconds),
@@ -161,12 +168,12 @@ class CampaignWorkflow:
             if result.stop_reason is not None:
                 await self._set(CampaignStatus.failed, result.stop_reason)
                 return self.progress()
-            if result.account_error is not None:
-                # X refused the account's token: paused until someone reconnects and resumes.
+            pause_reason = result.account_error or result.media_error
+            if pause_reason is not None:
+                # X refused the account's token, or the card's media cannot be had: paused
+                # (nothing sent without its image) until someone fixes it and resumes.
                 self._paused = True
-                await self._set(
-                    CampaignStatus.paused, result.account_error, [CampaignStatus.running]
-                )
+                await self._set(CampaignStatus.paused, pause_reason, [CampaignStatus.running])
                 continue
             if result.remaining == 0:
                 break
@@ -186,6 +193,7 @@ class CampaignWorkflow:
                             "sent": self._sent,
                             "failed": self._failed,
                             "batches": self._batches,
+                            "media": self._media,
                             "start_at": None,
                             "end_at": self._end_at,
                         }
@@ -273,6 +281,9 @@ class CampaignWorkflow:
         self._waiting_until = self._waiting_reason = None
 
     def _count(self, result: BatchResult) -> None:
+        for account_id in result.media_dropped:
+            self._media.pop(account_id, None)
+        self._media.update(result.media)
         self._batches += 1
         self._sent += result.sent
         self._failed += result.failed

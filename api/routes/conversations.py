@@ -29,7 +29,13 @@ from models.conversation import (
 )
 from services import conversations as conversation_service
 from services.auth import Permission, Principal
-from services.errors import AppError, InvalidState, ServiceUnavailable, UpstreamError
+from services.errors import (
+    AppError,
+    BadRequest,
+    InvalidState,
+    ServiceUnavailable,
+    UpstreamError,
+)
 from services.outbound import record_failed, start_delivery
 from workflows.messaging import SendMessageResult
 
@@ -168,6 +174,8 @@ def _send_failure(message: Message, result: SendMessageResult | None) -> AppErro
         details["xStatus"] = result.x_status
     if error_type == "AccountNotUsable":
         return InvalidState("account is not active", details=details)
+    if error_type == "MediaUnavailable":  # the attachment's URL, not X: the caller's to fix
+        return BadRequest(f"the attachment cannot be sent: {reason}", details=details)
     if error_type == "XTokenRevoked":
         return UpstreamError(
             "X no longer accepts this account's token; reconnect the account", details=details

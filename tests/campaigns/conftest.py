@@ -24,7 +24,7 @@ from activities.deps import WorkerDeps
 from integrations.x import x_client_from_settings
 from mktx.secrets import SecretBox
 from mktx.settings import Settings
-from models.campaign import CampaignRecipient
+from models.campaign import Campaign, CampaignRecipient
 from models.contact import Contact
 from models.db import SessionMaker
 from sandbox.admin import SandboxAdmin, SandboxUser
@@ -147,6 +147,18 @@ async def recipients(sessions: SessionMaker, campaign_id: str) -> list[CampaignR
             )
         )
         return list(rows.all())
+
+
+async def occurrence_done(sessions: SessionMaker, campaign_id: str, occurrence: int) -> None:
+    """Wait until a recurring campaign's occurrence has run and it is scheduled again."""
+    for _ in range(300):
+        async with sessions() as session:
+            row = await session.get(Campaign, uuid.UUID(campaign_id))
+            assert row is not None
+            if row.occurrences == occurrence and row.status == "scheduled":
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"occurrence {occurrence} did not finish")
 
 
 async def dms_per_person(x_admin: SandboxAdmin, world: World) -> dict[str, int]:

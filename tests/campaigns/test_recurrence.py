@@ -9,26 +9,14 @@ import uuid
 import pytest
 from temporalio.client import Client
 
-from models.campaign import Campaign
 from models.contact import Contact
 from models.db import SessionMaker
 from sandbox.admin import SandboxAdmin
-from tests.campaigns.conftest import dms_per_person, make_world, recipients
+from tests.campaigns.conftest import dms_per_person, make_world, occurrence_done, recipients
 from tests.conftest import Api
 from workflows import ids
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-async def _occurrence_done(sessions: SessionMaker, campaign_id: str, occurrence: int) -> None:
-    for _ in range(300):
-        async with sessions() as session:
-            row = await session.get(Campaign, uuid.UUID(campaign_id))
-            assert row is not None
-            if row.occurrences == occurrence and row.status == "scheduled":
-                return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"occurrence {occurrence} did not finish")
 
 
 async def test_weekly_recurrence_runs_occurrences_that_reevaluate_segments(
@@ -54,7 +42,7 @@ async def test_weekly_recurrence_runs_occurrences_that_reevaluate_segments(
     assert spec.calendars[0].day_of_week[0].start == 1
 
     await schedule.trigger()
-    await _occurrence_done(sessions, campaign["id"], 1)
+    await occurrence_done(sessions, campaign["id"], 1)
     assert await dms_per_person(x_admin, world) == {p.id: 1 for p in world.people}
 
     newcomer = await x_admin.create_user(f"new_{uuid.uuid4().hex[:8]}", name="Newcomer")
@@ -72,7 +60,7 @@ async def test_weekly_recurrence_runs_occurrences_that_reevaluate_segments(
     # A Schedule's run ids end in the action time to the second: trigger in another second.
     await asyncio.sleep(1.1)
     await schedule.trigger()
-    await _occurrence_done(sessions, campaign["id"], 2)
+    await occurrence_done(sessions, campaign["id"], 2)
     counts = await dms_per_person(x_admin, world)
     assert counts == {**{p.id: 2 for p in world.people}, newcomer.id: 1}
     rows = await recipients(sessions, campaign["id"])
@@ -117,7 +105,7 @@ async def test_pausing_a_recurring_campaign_pauses_its_schedule_until_resumed(
 
     # Resumed, the next occurrence runs as usual.
     await schedule.trigger()
-    await _occurrence_done(sessions, campaign["id"], 1)
+    await occurrence_done(sessions, campaign["id"], 1)
     assert await dms_per_person(x_admin, world) == {p.id: 1 for p in world.people}
     await schedule.delete()
 

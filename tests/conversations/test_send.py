@@ -116,11 +116,12 @@ async def test_a_reply_reaches_x_and_answers_with_its_id(
     assert attributes.get(ids.CONTACT_ID) == thread.contact_id
 
 
-async def test_attachments_go_as_links_and_count_toward_the_limit(
+async def test_link_attachments_go_as_links_and_count_toward_the_limit(
     api: Api, x_admin: SandboxAdmin, sessions: SessionMaker
 ) -> None:
+    # Images, videos and GIFs are uploaded and attached instead: tests/conversations/test_media_send.py
     _, thread = await _thread(api, x_admin, sessions)
-    attachment = {"type": "image", "url": "https://example.com/tracking.png"}
+    attachment = {"type": "link", "url": "https://example.com/tracking"}
 
     response = await api.post(
         f"/conversations/{thread.id}/messages",
@@ -130,7 +131,7 @@ async def test_attachments_go_as_links_and_count_toward_the_limit(
     assert response.status_code == 200, response.text
     assert response.json()["data"]["attachments"] == [attachment]
     [dm] = await x_admin.dms(recipient_id=thread.customer.id)
-    assert dm.text == "Tracking:\nhttps://example.com/tracking.png"
+    assert dm.text == "Tracking:\nhttps://example.com/tracking" and dm.media is None
     bad = await api.post(
         f"/conversations/{thread.id}/messages",
         json={"content": "x", "attachments": [{"type": "image", "url": "not a url"}]},
