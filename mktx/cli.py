@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -33,13 +35,24 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
         access_log=False,
         workers=args.workers,
     )
-    return 0
+    return _leave(0)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     import worker
 
-    return worker.main(settings)
+    return _leave(worker.main(settings))
+
+
+def _leave(code: int) -> int:
+    """End a process that held a Temporal client, once it has shut down cleanly: the SDK's
+    native threads can outlive the event loop and abort the interpreter's own teardown
+    (temporalio/sdk-python#300: "PyGILState_Release ... finalizing", exit by SIGABRT), which
+    would report a clean stop as a crash. Logs and output are flushed first."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
