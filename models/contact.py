@@ -78,15 +78,16 @@ class Contact(TenantRow, table=True):
     conversation_count: int = 0  # kept by the code that opens conversations
     first_interaction_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     last_interaction_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
-    # Case-insensitive word-prefix search over username and display name ('simple' keeps
-    # words as typed, lowercased; no extension needed, so the embedded PostgreSQL has it too).
+    # Case- and accent-insensitive word-prefix search over username and display name: words
+    # folded by mktx_fold() (migration 0008: lowercase, Trần → tran, Đức → duc, ß → ss), then
+    # kept as they are ('simple'). No extension needed, so the embedded PostgreSQL has it too.
     search_vector: str | None = Field(
         default=None,
         sa_column=Column(
             TSVECTOR,
             Computed(
-                "to_tsvector('simple', coalesce(username, '') || ' ' || "
-                "coalesce(display_name, ''))",
+                "to_tsvector('simple', mktx_fold(coalesce(username, '')) || ' ' || "
+                "mktx_fold(coalesce(display_name, '')))",
                 persisted=True,
             ),
         ),

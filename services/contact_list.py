@@ -85,14 +85,15 @@ def parse_tag_filter(raw: str) -> list[str]:
     return tags
 
 
-# The search term is split into words by PostgreSQL's own parser (the one that built
+# The search term is folded like search_vector's words (mktx_fold, migration 0008: "Trần" and
+# "TRAN" both look for tran), split into words by PostgreSQL's own parser (the one that built
 # search_vector), and each word becomes a quoted prefix lexeme: 'cust':* & 'jo':*. Nothing the
 # caller types is parsed as tsquery syntax. The subquery runs once (an InitPlan), and the GIN
 # index answers the match.
 _SEARCH_MATCH = text(
     "contacts.search_vector @@ (SELECT to_tsquery('simple', coalesce(string_agg("
     "'''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || ''':*', ' & '), '')) "
-    "FROM unnest(to_tsvector('simple', :search)))"
+    "FROM unnest(to_tsvector('simple', mktx_fold(:search))))"
 )
 
 

@@ -9,6 +9,10 @@ Index use: tags go through `@>` / `&&` (GIN `ix_contacts_tags`); attribute equal
 `(merchant_id, last_interaction_at)`. Numeric attribute comparisons extract the number only
 from jsonb numbers (`jsonb_typeof = 'number'`), so a string or object stored under the same
 key never raises a cast error: it simply does not match.
+
+Username and display name compare case-insensitively; `contains` / `notContains` also ignore
+accents, like the contacts search ("tran" finds "Trần"): both sides go through `mktx_fold`
+(migration 0008). A substring test, which no index serves, folded or not.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.types import String
+from sqlalchemy.types import String, Text
 
 from models.contact import Contact, ContactSource
 from models.segment import SegmentCondition, SegmentMatch, SegmentOperator
@@ -294,9 +298,23 @@ def _text(column: Any, at: _At, op: Op, value: Any) -> Clause:
     elif op in _MEMBERSHIP:
         clause = lowered.in_([v.lower() for v in _list(at, value, _string)])
     else:
-        clause = column.icontains(_string(at, value), autoescape=True)
+        clause = _folded_contains(column, _string(at, value))
     positive = op in (Op.equals, Op.in_, Op.contains)
     return clause if positive else _negate(clause, nullable=True)
+
+
+def _folded(value: Any) -> ColumnElement[str]:
+    """mktx_fold (migration 0008), as the contacts search folds: lowercase, accents off."""
+    return func.mktx_fold(value, type_=Text)
+
+
+def _folded_contains(column: Any, needle: str) -> Clause:
+    """The needle anywhere in the value, case and accents ignored ("tran" finds "Trần"), both
+    sides folded by the database. `%` and `_` in the needle are literal characters (the
+    escapes are ASCII, which folding keeps)."""
+    escaped = needle.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    pattern = literal("%", Text) + _folded(literal(escaped, Text)) + literal("%", Text)
+    return _folded(column).like(pattern, escape="/")
 
 
 def _exact(column: Any, parse: Callable[[_At, Any], Any], at: _At, op: Op, value: Any) -> Clause:

@@ -23,6 +23,7 @@ from models.conversation import (
     MessageStatus,
 )
 from models.db import SessionMaker, utcnow
+from services import contact_list
 from tests.conftest import Api, Merchant
 
 
@@ -145,3 +146,12 @@ def in_out_thread(text: str) -> list[Line]:
         Line(MessageDirection.inbound, start, text=text),
         Line(MessageDirection.outbound, minutes(start, 1), text=f"re: {text}"),
     ]
+
+
+@pytest.fixture(params=["gin", "walk"])
+def page_plan(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Filtered pages come from a GIN scan (few matches) or a walk along the list order (many):
+    both must give the same answers."""
+    if request.param == "walk":
+        monkeypatch.setattr(contact_list, "GIN_PAGE_LIMIT", -1)
+    return str(request.param)

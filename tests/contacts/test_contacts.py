@@ -12,7 +12,6 @@ import pytest
 from models.account import AccountStatus, XAccount
 from models.conversation import ConversationStatus, MessageDirection, MessageStatus
 from models.db import SessionMaker, utcnow
-from services import contact_list
 from services.auth import Role
 from services.contacts import format_duration
 from tests.conftest import Api
@@ -45,15 +44,6 @@ CONTACT_KEYS = {
     "lastInteractionAt",
     "createdAt",
 }
-
-
-@pytest.fixture(params=["gin", "walk"])
-def page_plan(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Filtered pages come from a GIN scan (few matches) or a walk along the list order (many):
-    both must give the same answers."""
-    if request.param == "walk":
-        monkeypatch.setattr(contact_list, "GIN_PAGE_LIMIT", -1)
-    return str(request.param)
 
 
 def _names(response: Any) -> set[str]:
