@@ -79,15 +79,14 @@ class Contact(TenantRow, table=True):
     first_interaction_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     last_interaction_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     # Case- and accent-insensitive word-prefix search over username and display name: words
-    # folded by mktx_fold() (migration 0008: lowercase, Trần → tran, Đức → duc, ß → ss), then
-    # kept as they are ('simple'). No extension needed, so the embedded PostgreSQL has it too.
+    # folded by mktx_fold() inside mktx_search_vector() (migration 0008: lowercase, Trần → tran,
+    # Đức → duc, ß → ss), then kept as they are ('simple'). No extension needed, so the embedded PostgreSQL has it too.
     search_vector: str | None = Field(
         default=None,
         sa_column=Column(
             TSVECTOR,
             Computed(
-                "to_tsvector('simple', mktx_fold(coalesce(username, '')) || ' ' || "
-                "mktx_fold(coalesce(display_name, '')))",
+                "mktx_search_vector(username, display_name)",
                 persisted=True,
             ),
         ),
