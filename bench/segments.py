@@ -141,11 +141,16 @@ HAND_WHERE = """
     AND last_interaction_at > :since
 """
 HAND_COUNT = "SELECT count(*) FROM contacts WHERE " + HAND_WHERE
-# The preview: the ten most recently active matches, each row carrying the total (one scan).
+# The preview: the ten most recently active matches, each row carrying the total (the matches
+# found once, counted, their top ten joined back for the columns shown).
 HAND_PREVIEW = (
-    "SELECT id, username, display_name, tags, attributes, count(*) OVER () AS total "
-    "FROM contacts WHERE " + HAND_WHERE + " ORDER BY last_interaction_at DESC NULLS LAST, id "
-    "LIMIT 10"
+    "WITH m AS MATERIALIZED (SELECT id, last_interaction_at FROM contacts WHERE "
+    + HAND_WHERE
+    + ") SELECT c.id, c.username, c.display_name, c.tags, c.attributes, "
+    "(SELECT count(*) FROM m) AS total "
+    "FROM (SELECT id, last_interaction_at FROM m "
+    "ORDER BY last_interaction_at DESC NULLS LAST, id LIMIT 10) top "
+    "JOIN contacts c ON c.id = top.id ORDER BY top.last_interaction_at DESC NULLS LAST, top.id"
 )
 
 

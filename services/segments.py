@@ -147,20 +147,37 @@ def _public(segment: Segment, contact_count: int) -> SegmentPublic:
 
 
 def preview_statement(segment: Segment, limit: int) -> Select[Any]:
-    """The `limit` most recently active matches, each row carrying the total number of matches:
-    ONE scan of the matching contacts (`count(*) OVER ()` is computed before the LIMIT)."""
-    columns = [
-        _c.id,
-        _c.username,
-        _c.display_name,
-        _c.tags,
-        _c.attributes,
-        func.count().over().label("total_matches"),
-    ]
-    return (
-        compile_segment(segment.merchant_id, [segment], columns=columns)
-        .order_by(_c.last_interaction_at.desc().nulls_last(), _c.id)
+    """The `limit` most recently active matches, each row carrying the total number of matches,
+    in ONE statement that finds the matches once.
+
+    The matches (id and activity time only) are a MATERIALIZED CTE: counted, and their top
+    `limit` joined back for the columns shown. Not `count(*) OVER ()` over the ordered rows:
+    the planner costs that as if the LIMIT let it stop early and walks the list index through
+    every contact of the merchant (380 ms instead of 50 ms at 1,000,000 contacts)."""
+    matches = (
+        compile_segment(segment.merchant_id, [segment], columns=[_c.id, _c.last_interaction_at])
+        .cte("matches")
+        .prefix_with("MATERIALIZED")
+    )
+    top = (
+        select(matches.c.id, matches.c.last_interaction_at)
+        .order_by(matches.c.last_interaction_at.desc().nulls_last(), matches.c.id)
         .limit(limit)
+        .subquery("top")
+    )
+    total = select(func.count()).select_from(matches).scalar_subquery()
+    return (
+        select(
+            _c.id,
+            _c.username,
+            _c.display_name,
+            _c.tags,
+            _c.attributes,
+            total.label("total_matches"),
+        )
+        .select_from(top.join(CONTACTS, _c.id == top.c.id))
+        .where(_c.merchant_id == segment.merchant_id)
+        .order_by(top.c.last_interaction_at.desc().nulls_last(), top.c.id)
     )
 
 
