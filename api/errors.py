@@ -67,15 +67,18 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     )
 
 
-async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+def app_error_body(exc: AppError) -> dict[str, Any]:
+    """The envelope an AppError answers with (logged when it is the service's fault)."""
     if exc.status >= 500:
         logger.warning(
             "request.failed",
             extra={"code": exc.code.value, "status": exc.status, "error": exc.message},
         )
-    return JSONResponse(
-        error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=exc.headers
-    )
+    return error_body(exc.code, exc.message, exc.details)
+
+
+async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+    return JSONResponse(app_error_body(exc), status_code=exc.status, headers=exc.headers)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -3,7 +3,7 @@
 Each event of a payload is stored raw and applied by one atomic statement (the dedup key makes
 X's retries and duplicates no-ops); the delivery is acknowledged only after that commit, so an
 event X was told we have is never lost. When applying fails, the raw event is stored alone
-with its error and `reprocess_pending` applies it later; when the database cannot store it at
+with its error and `reprocess_due` applies it later; when the database cannot store it at
 all, the caller answers 503 and X retries. After commit, `run_follow_up` starts queued
 deliveries, signals the contact's listening workflows and runs the registered contact
 triggers (services/ingestion_dispatch.py).
@@ -47,7 +47,7 @@ from services.ingestion_dispatch import (
     signal_with_start,
 )
 from services.ingestion_events import IncomingEvent, MalformedPayload, split_payload
-from services.ingestion_reprocess import reprocess_pending
+from services.ingestion_reprocess import reprocess_due
 
 __all__ = [
     "ContactTrigger",
@@ -59,7 +59,7 @@ __all__ = [
     "TriggerContext",
     "ingest_payload",
     "register_trigger",
-    "reprocess_pending",
+    "reprocess_due",
     "run_follow_up",
     "signal_with_start",
 ]
@@ -74,7 +74,7 @@ class IngestResult:
     received: int = 0
     stored: int = 0
     duplicates: int = 0
-    failed: int = 0  # stored, but not applied yet (see reprocess_pending)
+    failed: int = 0  # stored, but not applied yet (see reprocess_due)
     unrouted: int = 0  # for an X user no merchant has connected
     follow_up: FollowUp = field(default_factory=FollowUp)
 

@@ -77,24 +77,6 @@ _FAILED = text(
 )
 
 
-async def reprocess_pending(
-    sessions: SessionMaker,
-    settings: Settings,
-    *,
-    temporal: TemporalSource | None = None,
-    limit: int = 1000,
-    min_age: timedelta = timedelta(0),
-) -> int:
-    """Apply stored events that were not applied (their earlier attempts failed) and are due
-    again; returns how many now are. Looks at up to `limit` of them. Safe to run from several
-    processes at once. With `temporal`, listeners and triggers are told afterwards as for a
-    fresh event."""
-    report = await reprocess_due(
-        sessions, settings, temporal=temporal, limit=limit, min_age=min_age
-    )
-    return report.applied
-
-
 async def reprocess_due(
     sessions: SessionMaker,
     settings: Settings,
@@ -103,7 +85,10 @@ async def reprocess_due(
     limit: int = 1000,
     min_age: timedelta = timedelta(0),
 ) -> ReprocessReport:
-    """`reprocess_pending`, telling what happened to each event it looked at."""
+    """Apply stored events that were not applied (their earlier attempts failed) and are due
+    again, and report what happened to each one looked at (up to `limit`). Safe to run from
+    several processes at once. With `temporal`, listeners and triggers are told afterwards as
+    for a fresh event."""
     now = utcnow()
     before = now - min_age
     after: tuple[datetime, uuid.UUID] = (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, FastAPI, Query, Request
@@ -22,14 +20,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.context import AppContext
 from api.deps import ContextDep
-from api.envelope import Envelope, error_body, error_responses
+from api.envelope import Envelope, error_responses
+from api.errors import app_error_body
 from models.camel import CamelModel
 from services.errors import AppError, Unauthorized, ValidationFailed
 from services.ingestion import (
     GroupCommit,
     MalformedPayload,
     ingest_payload,
-    reprocess_pending,
     run_follow_up,
 )
 from services.ingestion_connections import IngestionConnections
@@ -42,18 +40,14 @@ logger = logging.getLogger(__name__)
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Inside the app's own lifespan: kept connections go back before the engine is disposed."""
     yield
-    ingestion: _Ingestion | None = getattr(app.state, "webhook_ingestion", None)
-    if ingestion is not None:
+    group: GroupCommit | None = getattr(app.state, "webhook_ingestion", None)
+    if group is not None:
         app.state.webhook_ingestion = None
-        await ingestion.group.aclose()
+        await group.aclose()
 
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"], lifespan=_lifespan)
 
-# Events stored unapplied are retried this long after the failure, and every process sweeps
-# for ones another process left behind at most this often (one indexed query when none).
-RETRY_AFTER_SECONDS = 5.0
-SWEEP_INTERVAL_SECONDS = 60.0
 # Anyone may post here: bodies are refused past this size, before their signature is checked
 # (X's deliveries are a few kilobytes).
 MAX_DELIVERY_BYTES = 1024 * 1024
@@ -119,7 +113,8 @@ async def deliver(
     app: Starlette, body: bytes, signature: str | None
 ) -> tuple[dict[str, Any], AfterResponse | None]:
     """Verify, store and apply one delivery: the receipt to answer with, and the work to run
-    once X has its answer (signalling workflows, retrying unapplied events). Raises AppError."""
+    once X has its answer (signalling workflows). Events stored but not applied are retried by
+    the worker's maintenance schedule (services/ingestion_reprocess.py). Raises AppError."""
     context: AppContext = app.state.context
     secret = context.settings.x_consumer_secret.get_secret_value()
     if not signature_is_valid(secret, body, signature):
@@ -131,28 +126,21 @@ async def deliver(
         payload = json.loads(body)
     except ValueError:
         raise ValidationFailed("body", "malformed JSON", status=400) from None
-    ingestion = _ingestion(app, context)
     try:
-        result = await ingest_payload(ingestion.group, context.settings, payload)
+        result = await ingest_payload(_group(app, context), context.settings, payload)
     except MalformedPayload as exc:
         raise ValidationFailed("body", str(exc), status=400) from None
-    if result.failed:
-        ingestion.pending = True
-    reprocess = ingestion.claim_reprocessing()
     data = {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
-    if not result.follow_up and not reprocess:
+    if not result.follow_up:
         return data, None
 
     async def after() -> None:
-        if result.follow_up:
-            await run_follow_up(
-                result.follow_up,
-                temporal=context.temporal.client,
-                sessions=context.sessions,
-                settings=context.settings,
-            )
-        if reprocess:
-            await ingestion.reprocess(context)
+        await run_follow_up(
+            result.follow_up,
+            temporal=context.temporal.client,
+            sessions=context.sessions,
+            settings=context.settings,
+        )
 
     return data, after
 
@@ -183,13 +171,7 @@ class DeliveryFastPath:
             data, after = await deliver(scope["app"], body, _signature(scope))
             status, answer = 200, {"success": True, "data": data}
         except AppError as exc:
-            if exc.status >= 500:
-                logger.warning(
-                    "request.failed",
-                    extra={"code": exc.code.value, "status": exc.status, "error": exc.message},
-                )
-            status, answer = exc.status, error_body(exc.code, exc.message, exc.details)
-            headers = exc.headers
+            status, answer, headers = exc.status, app_error_body(exc), exc.headers
         content = json.dumps(answer, separators=(",", ":")).encode()
         raw_headers = [
             (b"content-type", b"application/json"),
@@ -232,42 +214,11 @@ def _signature(scope: Scope) -> str | None:
     return None
 
 
-@dataclass
-class _Ingestion:
-    """Per process: the group commit deliveries go through, and when this process last looked
-    for stored-but-unapplied events."""
-
-    group: GroupCommit
-    last_run: float = float("-inf")
-    pending: bool = False
-    running: bool = False
-
-    def claim_reprocessing(self) -> bool:
-        """True (once) when it is time to look for unapplied events: the caller does."""
-        interval = RETRY_AFTER_SECONDS if self.pending else SWEEP_INTERVAL_SECONDS
-        if self.running or time.monotonic() - self.last_run < interval:
-            return False
-        self.running = True
-        return True
-
-    async def reprocess(self, context: AppContext) -> None:
-        self.pending = False
-        try:
-            await reprocess_pending(
-                context.sessions, context.settings, temporal=context.temporal.client
-            )
-        except Exception as exc:  # the database again: the next delivery tries again
-            self.pending = True
-            logger.warning("webhook.reprocess_deferred", extra={"error": f"{exc}"})
-        finally:
-            self.last_run = time.monotonic()
-            self.running = False
-
-
-def _ingestion(app: Starlette, context: AppContext) -> _Ingestion:
-    state: _Ingestion | None = getattr(app.state, "webhook_ingestion", None)
-    if state is None:
+def _group(app: Starlette, context: AppContext) -> GroupCommit:
+    """The process's group commit, made on first use (its connections come from the pool)."""
+    group: GroupCommit | None = getattr(app.state, "webhook_ingestion", None)
+    if group is None:
         size = max(2, context.settings.database_pool_size // 2)
-        state = _Ingestion(GroupCommit(IngestionConnections(context.engine, size)))
-        app.state.webhook_ingestion = state
-    return state
+        group = GroupCommit(IngestionConnections(context.engine, size))
+        app.state.webhook_ingestion = group
+    return group
