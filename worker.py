@@ -28,7 +28,7 @@ from mktx.secrets import SecretBox
 from mktx.settings import Settings, load_settings
 from mktx.temporal import connect_temporal, ensure_search_attributes
 from models.db import SessionMaker, make_engine, make_sessionmaker
-from services.maintenance_schedule import ensure_maintenance_schedule
+from services.maintenance.schedule import ensure_maintenance_schedule
 
 logger = logging.getLogger("worker")
 

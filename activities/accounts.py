@@ -20,7 +20,7 @@ from integrations.x import XClient, XError, XTokenRevoked
 from mktx.secrets import SecretBox
 from models.account import AccountStatus, SubscriptionStatus, XAccount
 from models.db import SessionMaker, utcnow
-from services.accounts import AccountNotUsable, load_credentials
+from services.accounts.accounts import AccountNotUsable, load_credentials
 
 logger = logging.getLogger(__name__)
 

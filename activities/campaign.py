@@ -43,10 +43,10 @@ from models.campaign import Campaign, CampaignStatus, RecipientState
 from models.db import SessionMaker, utcnow
 from models.quota import SendKind
 from models.template import Template
-from services import campaign_delivery as delivery
-from services.accounts import AccountNotUsable, load_credentials
-from services.campaign_links import redirect_base, rewrite_links, store_links
-from services.media import (
+from services.accounts.accounts import AccountNotUsable, load_credentials
+from services.campaigns import delivery
+from services.campaigns.links import redirect_base, rewrite_links, store_links
+from services.messaging.media import (
     FetchedMedia,
     MediaRef,
     MediaUnavailable,
@@ -55,9 +55,9 @@ from services.media import (
     refuses_media,
     upload_media,
 )
-from services.outbound import CLOCK_SKEW, find_delivered
-from services.quota import limits_from_settings, release_batch_quota, reserve_batch_quota
-from services.templates import TemplateRenderError, render_for_contact, stored_card
+from services.messaging.outbound import CLOCK_SKEW, find_delivered
+from services.messaging.quota import limits_from_settings, release_batch_quota, reserve_batch_quota
+from services.templates.templates import TemplateRenderError, render_for_contact, stored_card
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Listener registration for workflows that wait on a contact (see services/listeners.py)."""
+"""Listener registration for workflows that wait on a contact (see services/inbox/listeners.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import WorkerDeps
 from models.db import SessionMaker
-from services.errors import NotFound
-from services.listeners import register_listener, unregister_listener
+from services.core.errors import NotFound
+from services.inbox.listeners import register_listener, unregister_listener
 
 
 class RegisterListenerInput(BaseModel):

@@ -12,8 +12,8 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities.deps import WorkerDeps
-from services.ingestion_reprocess import ReprocessReport, reprocess_due
-from services.outbound_sweep import GRACE, SWEEP_LIMIT, SweepReport, sweep_queued
+from services.ingestion.reprocess import ReprocessReport, reprocess_due
+from services.messaging.sweep import GRACE, SWEEP_LIMIT, SweepReport, sweep_queued
 
 REPROCESS_LIMIT = 1000
 
@@ -44,7 +44,7 @@ class MaintenanceActivities:
 
     @activity.defn(name="maintenance.sweep_outbound")
     async def sweep_outbound(self, request: SweepOutboundInput) -> SweepReport:
-        """Start the delivery of messages left `queued` (services/outbound_sweep.py)."""
+        """Start the delivery of messages left `queued` (services/messaging/sweep.py)."""
         return await sweep_queued(
             self._deps.sessions,
             self._deps.temporal,

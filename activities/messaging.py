@@ -33,8 +33,8 @@ from models.account import AccountStatus, XAccount
 from models.contact import Contact
 from models.conversation import Message, MessageStatus
 from models.db import SessionMaker, utcnow
-from services.accounts import AccountNotUsable, load_credentials
-from services.media import (
+from services.accounts.accounts import AccountNotUsable, load_credentials
+from services.messaging.media import (
     MediaRef,
     MediaUnavailable,
     allow_private_hosts,
@@ -42,7 +42,7 @@ from services.media import (
     refuses_media,
     upload_media,
 )
-from services.outbound import (
+from services.messaging.outbound import (
     CLOCK_SKEW,
     attached_media,
     dm_text,

@@ -15,7 +15,7 @@ from mktx.secrets import SecretBox
 from mktx.settings import Settings
 from mktx.temporal import connect_temporal
 from models.db import SessionMaker
-from services.errors import ServiceUnavailable
+from services.core.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 

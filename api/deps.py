@@ -11,8 +11,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from api.context import AppContext
-from services.auth import Permission, Principal, decode_token
-from services.errors import RateLimited, Unauthorized
+from services.core.auth import Permission, Principal, decode_token
+from services.core.errors import RateLimited, Unauthorized
 
 
 async def get_context(request: Request) -> AppContext:

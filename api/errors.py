@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.envelope import error_body
-from services.errors import AppError, ErrorCode
+from services.core.errors import AppError, ErrorCode
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.envelope import error_body
 from api.rate_limit import RateLimitState
 from mktx.logs import request_id_var
-from services.errors import ErrorCode
+from services.core.errors import ErrorCode
 
 logger = logging.getLogger("api.access")
 

@@ -41,8 +41,8 @@ from migrations.runner import upgrade_database
 from mktx.settings import Environment, Settings
 from models.account import XAccount
 from models.db import make_engine, make_sessionmaker, utcnow
-from services.auth import Role, issue_token
-from services.contact_import import CHUNK_SIZE, ImportFormat, import_contacts, parse_records
+from services.contacts.importing import CHUNK_SIZE, ImportFormat, import_contacts, parse_records
+from services.core.auth import Role, issue_token
 
 REPO = Path(__file__).resolve().parent.parent
 DATABASE = "mktx_bench_contacts"

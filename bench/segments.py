@@ -46,7 +46,7 @@ from migrations.runner import upgrade_database
 from mktx.settings import Environment, Settings
 from models.account import XAccount
 from models.db import make_engine, make_sessionmaker, utcnow
-from services.auth import Role, issue_token
+from services.core.auth import Role, issue_token
 
 REPO = Path(__file__).resolve().parent.parent
 DATABASE = "mktx_bench_segments"
@@ -367,7 +367,7 @@ async def _alternate(
 async def _explain(engine: AsyncEngine, merchant_id: str, conditions: list[dict[str, Any]]) -> None:
     """Show which indexes the compiled statement uses (the API's own SQL, not the hand one)."""
     from models.segment import Segment, SegmentMatch
-    from services.segments import count_statement
+    from services.segments.segments import count_statement
 
     segment = Segment(
         merchant_id=merchant_id, name="x", match=SegmentMatch.all, conditions=conditions

@@ -33,7 +33,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy.engine import make_url
 
 from bench._infra import free_port, fresh_database
-from services.webhook_security import SIGNATURE_HEADER, body_signature
+from services.ingestion.signatures import SIGNATURE_HEADER, body_signature
 
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = int(os.environ.get("MKTX_BENCH_EVENTS", "5000"))

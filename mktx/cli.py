@@ -71,7 +71,7 @@ def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
-    from services.auth import Role, issue_token
+    from services.core.auth import Role, issue_token
 
     try:
         roles = [Role(role) for role in (args.role or ["admin"])]

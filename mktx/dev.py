@@ -259,7 +259,7 @@ def _sandbox_demo_user() -> tuple[str, str, str] | None:
 
 
 def _dev_token(settings: Settings, identity: DevIdentity) -> str | None:
-    from services.auth import Role, issue_token
+    from services.core.auth import Role, issue_token
 
     try:
         return issue_token(

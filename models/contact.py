@@ -50,7 +50,7 @@ class Contact(TenantRow, table=True):
             "id",
             postgresql_include=["account_id", "tags", "search_vector"],
         ),
-        # Tenant + account + tag + search filters in one GIN scan (services/contact_list.py
+        # Tenant + account + tag + search filters in one GIN scan (services/contacts/listing.py
         # matches this exact expression; see the comment there).
         Index(
             "ix_contacts_scope_filters",

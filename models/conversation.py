@@ -79,7 +79,7 @@ class Message(TenantRow, table=True):
         Index("ix_messages_conversation", "conversation_id", "sent_at"),
         Index("ix_messages_merchant_account_sent", "merchant_id", "account_id", "sent_at"),
         Index("ix_messages_merchant_contact", "merchant_id", "contact_id"),
-        # The outbound sweep (services/outbound_sweep.py) looks for messages left queued.
+        # The outbound sweep (services/messaging/sweep.py) looks for messages left queued.
         Index("ix_messages_queued", "created_at", postgresql_where=text("status = 'queued'")),
         Index(
             "ix_messages_campaign", "campaign_id", postgresql_where=text("campaign_id IS NOT NULL")

@@ -18,7 +18,7 @@ class WebhookEvent(SQLModel, table=True):
     __table_args__ = (
         # X retries and duplicates: the same event is stored (and processed) once.
         UniqueConstraint("dedup_key", name="uq_webhook_events_dedup"),
-        # Events to reprocess, by when they are due (services/ingestion_reprocess.py); a pending
+        # Events to reprocess, by when they are due (services/ingestion/reprocess.py); a pending
         # event without a retry time is due since it was received.
         Index(
             "ix_webhook_events_pending",

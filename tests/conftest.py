@@ -31,7 +31,7 @@ from models.db import SessionMaker, make_engine, make_sessionmaker  # noqa: E402
 from sandbox.admin import SandboxAdmin  # noqa: E402
 from sandbox.app import SandboxConfig  # noqa: E402
 from sandbox.server import RunningSandbox, serve_in_thread, start_sandbox_thread  # noqa: E402
-from services.auth import Role, issue_token  # noqa: E402
+from services.core.auth import Role, issue_token  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.ids import SEARCH_ATTRIBUTES  # noqa: E402
 

@@ -24,7 +24,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from mktx.settings import Settings
-from services.maintenance_schedule import ensure_maintenance_schedule
+from services.maintenance.schedule import ensure_maintenance_schedule
 from tests.conftest import CONSUMER_KEY, CONSUMER_SECRET
 from workflows import ids
 from workflows.maintenance import MaintenanceWorkflow

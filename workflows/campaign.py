@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         SkipInput,
     )
     from models.campaign import CampaignStatus
-    from services.media import MediaRef
+    from services.messaging.media import MediaRef
 
 BATCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),

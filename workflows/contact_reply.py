@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
         RegisterListenerInput,
         UnregisterListenerInput,
     )
-    from services.listeners import ContactEvent, ContactEventKind
+    from services.inbox.listeners import ContactEvent, ContactEventKind
     from workflows.ids import CONTACT_EVENT_SIGNAL
 
 DB_RETRY = RetryPolicy(

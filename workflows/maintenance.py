@@ -1,5 +1,5 @@
 """The periodic sweeps, one run per tick of the worker's Temporal Schedule
-(`ids.maintenance_schedule_id`, services/maintenance_schedule.py): apply again the stored
+(`ids.maintenance_schedule_id`, services/maintenance/schedule.py): apply again the stored
 webhook events that failed and are due, and start the deliveries left `queued`.
 
 Each sweep is bounded and tried a few times; one failing does not keep the other from running,
@@ -21,8 +21,8 @@ with workflow.unsafe.imports_passed_through():
         ReprocessInput,
         SweepOutboundInput,
     )
-    from services.ingestion_reprocess import ReprocessReport
-    from services.outbound_sweep import GRACE, SWEEP_LIMIT, SweepReport
+    from services.ingestion.reprocess import ReprocessReport
+    from services.messaging.sweep import GRACE, SWEEP_LIMIT, SweepReport
     from workflows.ids import MAINTENANCE_WORKFLOW
 
 SWEEP_TIMEOUT = timedelta(minutes=5)

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
         SendMessageActivityInput,
         SentMessage,
     )
-    from services.media import MediaRef
+    from services.messaging.media import MediaRef
 
 SEND_RETRY = x_retry("MessageGone", "MessageFailed", "MediaUnavailable", "MediaExpired")
 # One attempt: a look at X's DM events (after an unknown outcome) plus the send itself.

@@ -22,8 +22,8 @@ from models.account import (
     AccountStatus,
     XAccount,
 )
-from services import accounts as account_service
-from services.errors import ServiceUnavailable
+from services.accounts import accounts as account_service
+from services.core.errors import ServiceUnavailable
 from workflows import ids
 from workflows.accounts import (
     AccountConnectInput,

@@ -23,9 +23,11 @@ from models.campaign import (
     CampaignType,
     CampaignUpdate,
 )
-from services import campaign_metrics, campaign_runs, campaign_tests
-from services import campaigns as campaign_service
-from services.campaigns import STARTED
+from services.campaigns import campaigns as campaign_service
+from services.campaigns import metrics as campaign_metrics
+from services.campaigns import runs as campaign_runs
+from services.campaigns import test_sends as campaign_tests
+from services.campaigns.campaigns import STARTED
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 

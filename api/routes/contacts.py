@@ -23,11 +23,13 @@ from models.contact import (
     ContactUpdate,
 )
 from models.conversation import ConversationStatus
-from services import contact_erasure, contact_import, contact_list
-from services import contacts as contact_service
-from services.auth import Permission, Principal
-from services.errors import ValidationFailed
-from services.tenancy import get_owned
+from services.contacts import contacts as contact_service
+from services.contacts import erasure as contact_erasure
+from services.contacts import importing as contact_import
+from services.contacts import listing as contact_list
+from services.core.auth import Permission, Principal
+from services.core.errors import ValidationFailed
+from services.core.tenancy import get_owned
 
 router = APIRouter(prefix="/contacts", tags=["contacts"])
 

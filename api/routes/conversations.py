@@ -27,16 +27,16 @@ from models.conversation import (
     MessageSend,
     MessageStatus,
 )
-from services import conversations as conversation_service
-from services.auth import Permission, Principal
-from services.errors import (
+from services.core.auth import Permission, Principal
+from services.core.errors import (
     AppError,
     BadRequest,
     InvalidState,
     ServiceUnavailable,
     UpstreamError,
 )
-from services.outbound import record_failed, start_delivery
+from services.inbox import conversations as conversation_service
+from services.messaging.outbound import record_failed, start_delivery
 from workflows.messaging import SendMessageResult
 
 logger = logging.getLogger(__name__)

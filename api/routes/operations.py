@@ -13,7 +13,7 @@ from sqlalchemy import text
 from api.deps import ContextDep
 from api.envelope import Envelope, error_body, ok
 from api.postman import postman_collection
-from services.errors import ErrorCode
+from services.core.errors import ErrorCode
 
 probes = APIRouter(tags=["operations"])
 router = APIRouter(tags=["operations"])

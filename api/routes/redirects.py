@@ -12,8 +12,8 @@ from fastapi import APIRouter, Path
 from fastapi.responses import RedirectResponse
 
 from api.deps import SessionDep
-from services import campaign_links
-from services.errors import NotFound
+from services.campaigns import links as campaign_links
+from services.core.errors import NotFound
 
 router = APIRouter(tags=["campaigns"])
 

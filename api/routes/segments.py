@@ -19,7 +19,7 @@ from models.segment import (
     SegmentPublic,
     SegmentUpdate,
 )
-from services import segments as segment_service
+from services.segments import segments as segment_service
 
 router = APIRouter(prefix="/segments", tags=["segments"])
 

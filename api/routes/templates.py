@@ -19,7 +19,7 @@ from models.template import (
     TemplateType,
     TemplateUpdate,
 )
-from services import templates as template_service
+from services.templates import templates as template_service
 
 router = APIRouter(prefix="/templates", tags=["templates"])
 

@@ -23,15 +23,15 @@ from api.deps import ContextDep
 from api.envelope import Envelope, error_responses
 from api.errors import app_error_body
 from models.camel import CamelModel
-from services.errors import AppError, Unauthorized, ValidationFailed
-from services.ingestion import (
+from services.core.errors import AppError, Unauthorized, ValidationFailed
+from services.ingestion.connections import IngestionConnections
+from services.ingestion.payloads import (
     GroupCommit,
     MalformedPayload,
     ingest_payload,
     run_follow_up,
 )
-from services.ingestion_connections import IngestionConnections
-from services.webhook_security import SIGNATURE_HEADER, crc_response_token, signature_is_valid
+from services.ingestion.signatures import SIGNATURE_HEADER, crc_response_token, signature_is_valid
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ async def deliver(
 ) -> tuple[dict[str, Any], AfterResponse | None]:
     """Verify, store and apply one delivery: the receipt to answer with, and the work to run
     once X has its answer (signalling workflows). Events stored but not applied are retried by
-    the worker's maintenance schedule (services/ingestion_reprocess.py). Raises AppError."""
+    the worker's maintenance schedule (services/ingestion/reprocess.py). Raises AppError."""
     context: AppContext = app.state.context
     secret = context.settings.x_consumer_secret.get_secret_value()
     if not signature_is_valid(secret, body, signature):

@@ -19,7 +19,7 @@ from models.contact import Contact
 from models.conversation import Conversation, Message
 from models.db import SessionMaker, utcnow
 from sandbox.admin import SandboxAdmin, SandboxUser
-from services.auth import Role
+from services.core.auth import Role
 from tests.conftest import Api
 from workflows import ids
 from workflows.accounts import (

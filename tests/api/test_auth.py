@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mktx.settings import Settings
-from services.auth import Role, decode_token, issue_token
-from services.errors import Unauthorized
+from services.core.auth import Role, decode_token, issue_token
+from services.core.errors import Unauthorized
 from tests.conftest import Api, Merchant
 
 

@@ -28,7 +28,7 @@ from models.campaign import Campaign, CampaignRecipient
 from models.contact import Contact
 from models.db import SessionMaker
 from sandbox.admin import SandboxAdmin, SandboxUser
-from services import campaign_runs
+from services.campaigns import runs as campaign_runs
 from tests.conftest import Api
 from workflows.campaign import WORKFLOWS
 

@@ -21,7 +21,7 @@ from models.campaign import Campaign, CampaignRecipient, CampaignStatus, Recipie
 from models.conversation import Conversation, Message, MessageDirection, MessageStatus
 from models.db import SessionMaker, utcnow
 from sandbox.admin import SandboxAdmin, SandboxUser
-from services import campaign_delivery
+from services.campaigns import delivery as campaign_delivery
 from tests.campaigns.conftest import World, dms_per_person, make_world
 from tests.conftest import Api
 from tests.webhooks.conftest import Shop, dm_event, dm_payload, inbound, post_signed, users_of

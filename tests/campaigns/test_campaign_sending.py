@@ -17,7 +17,7 @@ from models.campaign import CampaignTestSend
 from models.contact import Contact
 from models.db import SessionMaker, utcnow
 from sandbox.admin import SandboxAdmin
-from services.campaign_links import REDIRECT_PREFIX
+from services.campaigns.links import REDIRECT_PREFIX
 from tests.campaigns.conftest import dms_per_person, make_world, recipients
 from tests.conftest import Api
 

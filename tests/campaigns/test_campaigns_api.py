@@ -13,7 +13,7 @@ from sqlmodel import col
 from models.db import SessionMaker, utcnow
 from models.template import Template
 from sandbox.admin import SandboxAdmin
-from services.auth import Role
+from services.core.auth import Role
 from tests.campaigns.conftest import make_world
 from tests.conftest import Api
 

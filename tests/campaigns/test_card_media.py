@@ -17,8 +17,8 @@ from temporalio.client import Client
 from models.db import SessionMaker
 from sandbox.admin import ReceivedDM, SandboxAdmin
 from sandbox.media import sample_media
-from services.campaign_links import REDIRECT_PREFIX
-from services.quota import quota_usage
+from services.campaigns.links import REDIRECT_PREFIX
+from services.messaging.quota import quota_usage
 from tests.campaigns.conftest import (
     World,
     dms_per_person,

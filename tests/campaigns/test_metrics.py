@@ -13,7 +13,7 @@ import pytest
 from api.app import BASE_PATH
 from models.db import SessionMaker
 from sandbox.admin import SandboxAdmin
-from services.webhook_security import SIGNATURE_HEADER, body_signature
+from services.ingestion.signatures import SIGNATURE_HEADER, body_signature
 from tests.campaigns.conftest import make_world, recipients
 from tests.conftest import CONSUMER_SECRET, Api
 

@@ -23,7 +23,7 @@ from models.conversation import (
     MessageStatus,
 )
 from models.db import SessionMaker, utcnow
-from services import contact_list
+from services.contacts import listing as contact_list
 from tests.conftest import Api, Merchant
 
 

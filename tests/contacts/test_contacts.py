@@ -12,8 +12,8 @@ import pytest
 from models.account import AccountStatus, XAccount
 from models.conversation import ConversationStatus, MessageDirection, MessageStatus
 from models.db import SessionMaker, utcnow
-from services.auth import Role
-from services.contacts import format_duration
+from services.contacts.contacts import format_duration
+from services.core.auth import Role
 from tests.conftest import Api
 from tests.contacts.conftest import (
     Line,

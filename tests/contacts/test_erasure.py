@@ -23,7 +23,7 @@ from models.db import SessionMaker, utcnow
 from models.listener import WorkflowListener
 from models.webhook_event import WebhookEvent
 from sandbox.admin import SandboxAdmin
-from services.auth import Role
+from services.core.auth import Role
 from tests.conftest import Api, Merchant
 from tests.contacts.conftest import add_conversation, in_out_thread, make_contact
 from tests.webhooks.conftest import connect, x_user

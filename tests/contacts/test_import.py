@@ -16,8 +16,8 @@ from sqlmodel import col
 from models.account import XAccount
 from models.contact import Contact, ContactSource
 from models.db import SessionMaker
-from services import contact_import
-from services.auth import Role
+from services.contacts import importing as contact_import
+from services.core.auth import Role
 from tests.conftest import Api
 from tests.contacts.conftest import import_jsonl, make_account, x_user_id
 

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from models.account import XAccount
 from models.contact import Contact
 from models.db import SessionMaker
-from services.auth import Role
+from services.core.auth import Role
 from tests.conftest import Api
 from tests.contacts.conftest import import_jsonl, make_account, x_user_id
 

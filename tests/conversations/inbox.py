@@ -18,7 +18,7 @@ from models.conversation import Conversation, ConversationStatus, Message, Messa
 from models.db import SessionMaker, utcnow
 from models.quota import SendKind
 from sandbox.admin import SandboxAdmin, SandboxUser
-from services.outbound import queue_outbound
+from services.messaging.outbound import queue_outbound
 from tests.conftest import Api
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from models.conversation import Conversation, ConversationStatus, MessageDirection
 from models.db import SessionMaker, utcnow
 from sandbox.admin import SandboxAdmin
-from services.auth import Role
+from services.core.auth import Role
 from tests.conftest import Api
 from tests.conversations.inbox import add_message, connect_shop, open_thread
 

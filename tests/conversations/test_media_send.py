@@ -16,8 +16,8 @@ from models.conversation import Message, MessageStatus
 from models.db import SessionMaker
 from sandbox.admin import ReceivedDM, SandboxAdmin
 from sandbox.media import sample_media
-from services.media import MediaUnavailable, fetch_media
-from services.quota import quota_usage
+from services.messaging.media import MediaUnavailable, fetch_media
+from services.messaging.quota import quota_usage
 from tests.conftest import Api
 from tests.conversations.inbox import Shop, Thread, connect_shop, open_thread
 

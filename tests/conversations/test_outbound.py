@@ -14,8 +14,8 @@ from models.conversation import Conversation, Message
 from models.db import SessionMaker, utcnow
 from models.quota import SendKind
 from sandbox.admin import SandboxAdmin
-from services.errors import InvalidState
-from services.outbound import ContactOptedOut, start_delivery
+from services.core.errors import InvalidState
+from services.messaging.outbound import ContactOptedOut, start_delivery
 from tests.conftest import Api
 from tests.conversations.inbox import connect_shop, open_thread, queue_message
 from workflows.messaging import SendOutcome

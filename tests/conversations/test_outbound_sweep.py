@@ -18,8 +18,8 @@ from mktx.settings import Settings
 from models.conversation import Message, MessageStatus
 from models.db import SessionMaker, utcnow
 from sandbox.admin import SandboxAdmin
-from services.outbound import start_delivery
-from services.outbound_sweep import sweep_queued
+from services.messaging.outbound import start_delivery
+from services.messaging.sweep import sweep_queued
 from tests.conftest import Api
 from tests.conversations.inbox import Thread, connect_shop, open_thread, queue_message
 from workflows import ids

@@ -18,7 +18,7 @@ from models.conversation import Message
 from models.db import SessionMaker, utcnow
 from models.quota import SendKind, SendReservation
 from sandbox.admin import SandboxAdmin
-from services.quota import QuotaExhausted, QuotaLimits, quota_usage, reserve_send_quota
+from services.messaging.quota import QuotaExhausted, QuotaLimits, quota_usage, reserve_send_quota
 from tests.conftest import Api
 from tests.conversations.inbox import connect_shop, open_thread
 

@@ -23,8 +23,8 @@ from models.conversation import (
 )
 from models.db import SessionMaker, utcnow
 from sandbox.admin import SandboxAdmin
-from services.auth import Role
-from services.quota import quota_usage
+from services.core.auth import Role
+from services.messaging.quota import quota_usage
 from tests.conftest import Api
 from tests.conversations.inbox import Shop, Thread, connect_shop, open_thread
 from workflows import ids

@@ -11,8 +11,8 @@ from sqlalchemy import Select, literal
 
 from models.db import SessionMaker
 from models.segment import Segment, SegmentMatch
-from services.segment_sql import CONTACTS
-from services.segments import compile_segment
+from services.segments.segments import compile_segment
+from services.segments.sql import CONTACTS
 from tests.segments.conftest import Seeded
 
 

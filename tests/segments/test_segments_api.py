@@ -14,8 +14,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.contact import Contact
 from models.db import SessionMaker
 from models.segment import Segment
-from services import segments as segment_service
-from services.auth import Role
+from services.core.auth import Role
+from services.segments import segments as segment_service
 from tests.conftest import Api
 from tests.segments.conftest import Seeded, account_row, contact_row, create_segment
 

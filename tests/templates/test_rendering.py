@@ -10,8 +10,8 @@ import pytest
 
 from models.contact import Contact
 from models.template import QuickReplyOption, Template, TemplateType
-from services.errors import ValidationFailed
-from services.templates import (
+from services.core.errors import ValidationFailed
+from services.templates.templates import (
     MessageTooLong,
     MissingVariable,
     choice_for_reply,

@@ -11,8 +11,8 @@ import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.template import Template
-from services import templates as template_service
-from services.auth import Role
+from services.core.auth import Role
+from services.templates import templates as template_service
 from tests.conftest import Api
 
 WELCOME = {

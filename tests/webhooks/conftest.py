@@ -22,7 +22,7 @@ from models.conversation import Conversation, Message
 from models.db import SessionMaker
 from models.webhook_event import WebhookEvent
 from sandbox.admin import SandboxAdmin, SandboxUser
-from services.webhook_security import SIGNATURE_HEADER, body_signature
+from services.ingestion.signatures import SIGNATURE_HEADER, body_signature
 from tests.conftest import CONSUMER_SECRET, Api
 
 WEBHOOK = f"{BASE_PATH}/webhooks/twitter"

@@ -1,4 +1,4 @@
-"""Group commit (services/ingestion_batch.py): concurrent deliveries share transactions, and a
+"""Group commit (services/ingestion/batch.py): concurrent deliveries share transactions, and a
 batch that fails commits nothing of anyone's, each delivery then applying its events alone."""
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from mktx.settings import Settings
 from models.db import SessionMaker, utcnow
 from models.webhook_event import WebhookEvent
 from sandbox.admin import SandboxAdmin
-from services.ingestion import GroupCommit, IngestionConnections, ingest_payload
-from services.ingestion_apply import event_params, plan_statement
-from services.ingestion_batch import BatchFailed
-from services.ingestion_events import split_payload
+from services.ingestion.apply import event_params, plan_statement
+from services.ingestion.batch import BatchFailed
+from services.ingestion.events import split_payload
+from services.ingestion.payloads import GroupCommit, IngestionConnections, ingest_payload
 from tests.conftest import Api
 from tests.webhooks.conftest import (
     Shop,

@@ -17,7 +17,7 @@ from models.conversation import Conversation, Message, MessageDirection
 from models.db import SessionMaker, utcnow
 from models.webhook_event import WebhookEvent
 from sandbox.admin import SandboxAdmin, SandboxUser
-from services.ingestion import reprocess_due
+from services.ingestion.payloads import reprocess_due
 from tests.conftest import Api
 from tests.webhooks.conftest import (
     Shop,

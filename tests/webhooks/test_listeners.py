@@ -18,8 +18,8 @@ from mktx.settings import Settings
 from models.db import SessionMaker, utcnow
 from models.listener import WorkflowListener
 from sandbox.admin import SandboxAdmin, SandboxUser
-from services.ingestion import TriggerContext, register_trigger, signal_with_start
-from services.listeners import ContactEvent, ContactEventKind, start_reply_waiter
+from services.inbox.listeners import ContactEvent, ContactEventKind, start_reply_waiter
+from services.ingestion.payloads import TriggerContext, register_trigger, signal_with_start
 from tests.conftest import Api
 from tests.webhooks.conftest import (
     Shop,

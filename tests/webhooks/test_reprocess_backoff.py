@@ -16,7 +16,7 @@ from models.conversation import Conversation, Message, MessageDirection, Message
 from models.db import SessionMaker, utcnow
 from models.webhook_event import WebhookEvent
 from sandbox.admin import SandboxUser
-from services.ingestion_reprocess import (
+from services.ingestion.reprocess import (
     FIRST_RETRY,
     MAX_ATTEMPTS,
     MAX_RETRY,

@@ -15,7 +15,7 @@ from api.app import BASE_PATH
 from models.db import SessionMaker
 from models.webhook_event import WebhookEvent
 from sandbox.admin import SandboxAdmin, SandboxUser
-from services.webhook_security import SIGNATURE_HEADER, body_signature
+from services.ingestion.signatures import SIGNATURE_HEADER, body_signature
 from tests.conftest import CONSUMER_SECRET, Api
 from tests.webhooks.conftest import Shop, inbound, new_id, post_signed
 

@@ -1,0 +1,191 @@
+"""Webhook ingestion: the one place where an Account Activity event becomes domain changes.
+
+Each event of a payload is stored raw and applied by one atomic statement (the dedup key makes
+X's retries and duplicates no-ops); the delivery is acknowledged only after that commit, so an
+event X was told we have is never lost. When applying fails, the raw event is stored alone
+with its error and `reprocess_due` applies it later; when the database cannot store it at
+all, the caller answers 503 and X retries. After commit, `run_follow_up` starts queued
+deliveries, signals the contact's listening workflows and runs the registered contact
+triggers (services/ingestion/follow_up.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from psycopg import Error as DriverError
+from psycopg import OperationalError as DriverOperationalError
+from sqlalchemy.exc import SQLAlchemyError
+
+from mktx.settings import Settings
+from models.db import utcnow
+from services.core.errors import ServiceUnavailable
+from services.ingestion import sql
+from services.ingestion.apply import (
+    Applied,
+    Plan,
+    UnusableEvent,
+    describe_failure,
+    event_params,
+    fetch_one,
+    finish,
+    ingest_event,
+    plan_statement,
+)
+from services.ingestion.batch import BatchFailed, GroupCommit
+from services.ingestion.connections import IngestionConnections
+from services.ingestion.events import IncomingEvent, MalformedPayload, split_payload
+from services.ingestion.follow_up import (
+    ContactTrigger,
+    FollowUp,
+    TriggerContext,
+    register_trigger,
+    run_follow_up,
+    signal_with_start,
+)
+from services.ingestion.reprocess import reprocess_due
+
+__all__ = [
+    "ContactTrigger",
+    "GroupCommit",
+    "IngestionConnections",
+    "FollowUp",
+    "IngestResult",
+    "MalformedPayload",
+    "TriggerContext",
+    "ingest_payload",
+    "register_trigger",
+    "reprocess_due",
+    "run_follow_up",
+    "signal_with_start",
+]
+
+logger = logging.getLogger(__name__)
+
+DATABASE_ERRORS = (SQLAlchemyError, DriverError, OSError)
+
+
+@dataclass
+class IngestResult:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    failed: int = 0  # stored, but not applied yet (see reprocess_due)
+    unrouted: int = 0  # for an X user no merchant has connected
+    follow_up: FollowUp = field(default_factory=FollowUp)
+
+
+async def ingest_payload(group: GroupCommit, settings: Settings, body: Any) -> IngestResult:
+    """Store and apply every event of a verified payload. Raises MalformedPayload (not an
+    Account Activity payload) and ServiceUnavailable (the database cannot store it: X retries)."""
+    events = split_payload(body)
+    result = IngestResult(received=len(events))
+    now = utcnow()
+    plans = _batchable(settings, events, now)
+    if plans is not None:
+        try:
+            rows = await group.apply(plans)
+        except BatchFailed:
+            pass  # nothing of it was committed: each event alone, as below
+        else:
+            for plan, row in zip(plans, rows, strict=True):
+                _record(result, plan.event, await finish(None, settings, plan, row))
+            return result
+    for event in events:
+        await _ingest_one(group.connections, settings, event, result, now)
+    return result
+
+
+def _batchable(settings: Settings, events: list[IncomingEvent], now: datetime) -> list[Plan] | None:
+    """The payload's statements when each is one plain statement (None: an event X sent
+    unusable, or a STOP/START with its confirmation, goes the way of one event alone)."""
+    plans = []
+    for event in events:
+        try:
+            plan = plan_statement(settings, event, event_params(event, now, uuid.uuid4()))
+        except UnusableEvent:
+            return None
+        if plan.keyword is not None:
+            return None
+        plans.append(plan)
+    return plans
+
+
+async def _ingest_one(
+    connections: IngestionConnections,
+    settings: Settings,
+    event: IncomingEvent,
+    result: IngestResult,
+    now: datetime,
+) -> None:
+    failure: Exception | None = None
+    for _ in range(2):
+        try:
+            async with connections.connect() as connection:
+                applied = await ingest_event(connection, settings, event, now)
+        except DriverOperationalError as exc:
+            failure = exc  # e.g. a kept connection the server closed meanwhile: once more
+            continue
+        except Exception as exc:  # any failure to apply: keep the raw event with its error
+            failure = exc
+            break
+        failure = None
+        break
+    if failure is not None:
+        await _store_failed(connections, event, now, failure, result)
+        return
+    _record(result, event, applied)
+
+
+def _record(result: IngestResult, event: IncomingEvent, applied: Applied) -> None:
+    if applied.route is None:
+        result.duplicates += 1
+        return
+    result.stored += 1
+    if applied.route.account_id is None:
+        result.unrouted += 1
+        logger.info(
+            "webhook.unrouted_event",
+            extra={"for_user_id": event.for_user_id, "event_type": event.event_type.value},
+        )
+    result.follow_up.extend(applied.follow_up)
+
+
+async def _store_failed(
+    connections: IngestionConnections,
+    event: IncomingEvent,
+    now: datetime,
+    failure: BaseException,
+    result: IngestResult,
+) -> None:
+    unusable = isinstance(failure, UnusableEvent)
+    params = event_params(event, now, uuid.uuid4())
+    params.update(settled=unusable, error=describe_failure(failure))
+    try:
+        async with connections.connect() as connection:
+            row = await fetch_one(connection.driver, sql.STORE_FAILED, params)
+    except DATABASE_ERRORS as exc:
+        logger.warning(
+            "webhook.database_unavailable",
+            extra={"error": describe_failure(exc), "dedup_key": event.dedup_key},
+        )
+        raise ServiceUnavailable("the database is unavailable; retry the delivery") from exc
+    if row is None:
+        result.duplicates += 1  # a concurrent delivery of the same event got there first
+        return
+    result.stored += 1
+    result.failed += 0 if unusable else 1
+    logger.warning(
+        "webhook.event_not_applied",
+        extra={
+            "event_id": str(row[0]),
+            "event_type": event.event_type.value,
+            "error": describe_failure(failure),
+            "will_retry": not unusable,
+        },
+        exc_info=None if isinstance(failure, (UnusableEvent, *DATABASE_ERRORS)) else failure,
+    )
