@@ -29,6 +29,18 @@ def _redact(key: str, value: Any) -> Any:
     return value
 
 
+def _writable(value: Any) -> Any:
+    """The value if JSON can write it, else a repr of it: one odd field must not cost the line."""
+    try:
+        json.dumps(value, default=str)
+        return value
+    except Exception:  # a cycle, a non-string dict key, a __str__ that raises, ...
+        try:
+            return repr(value)
+        except Exception:
+            return f"<unrepresentable {type(value).__name__}>"
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -41,11 +53,16 @@ class JsonFormatter(logging.Formatter):
         if request_id:
             entry["request_id"] = request_id
         for key, value in record.__dict__.items():
+            key = str(key)  # `extra` is any mapping; its keys are not always strings
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = _redact(key, value)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        try:
+            return json.dumps(entry, default=str)
+        except Exception:
+            # Field by field only when the whole fails, so the common line is serialised once.
+            return json.dumps({key: _writable(value) for key, value in entry.items()}, default=str)
 
 
 def configure_logging(level: str = "INFO") -> None:

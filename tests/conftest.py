@@ -26,6 +26,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from api.app import BASE_PATH, create_app  # noqa: E402
 from integrations.x import XClient, x_client_from_settings  # noqa: E402
 from migrations.runner import upgrade_database  # noqa: E402
+from mktx.logs import configure_logging  # noqa: E402
 from mktx.settings import Environment, Settings  # noqa: E402
 from models.db import SessionMaker, make_engine, make_sessionmaker  # noqa: E402
 from sandbox.admin import SandboxAdmin  # noqa: E402
@@ -37,6 +38,12 @@ from workflows.ids import SEARCH_ATTRIBUTES  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+# Log as the service does: its handler and formatter, at its default level. A log call builds a
+# record only at or above the level, so below INFO a bad `extra=` key passed every test and answered
+# 500 in `make dev` (issue 8). Done at import, before pytest attaches its own log handlers to the
+# root logger (configure_logging replaces the root's handlers); caplog still sees every record.
+configure_logging(Settings.model_fields["log_level"].default)
 
 
 # PostgreSQL ---------------------------------------------------------------------------------

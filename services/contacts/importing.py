@@ -418,7 +418,8 @@ async def import_contacts(
         extra={
             "account_id": str(account_id),
             "received": tally.received,
-            "created": tally.created,
+            # Not "created": that is a LogRecord attribute, and logging raises KeyError on it.
+            "contacts_created": tally.created,
             "updated": tally.updated,
             "unchanged": tally.unchanged,
             "rejected": tally.rejected_count,
