@@ -33,9 +33,14 @@ test: venv
 bench: venv
 	$(VENV)/bin/python -m bench
 
+# Every check runs even when an earlier one fails; lint fails if any did. lint-imports checks the
+# import contracts of pyproject.toml (the layers of docs/architecture.md).
 lint: venv
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	@status=0; \
+	echo "ruff check ."; $(VENV)/bin/ruff check . || status=1; \
+	echo "ruff format --check ."; $(VENV)/bin/ruff format --check . || status=1; \
+	echo "lint-imports"; $(VENV)/bin/lint-imports --no-cache --no-logo || status=1; \
+	exit $$status
 
 # Removes the virtualenv and build/cache files; dev data in .mkt-x/ stays (rm -rf .mkt-x to reset).
 clean:
