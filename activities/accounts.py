@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import func, update
 from sqlmodel import col
 from temporalio import activity
@@ -21,31 +20,16 @@ from mktx.secrets import SecretBox
 from models.account import AccountStatus, SubscriptionStatus, XAccount
 from models.db import SessionMaker, utcnow
 from services.accounts.accounts import AccountNotUsable, load_credentials
+from workflows.contracts import accounts as contract
+from workflows.contracts.accounts import (
+    EraseTokensInput,
+    MarkSubscriptionFailedInput,
+    RevokeTokenInput,
+    SubscribeInput,
+    UnsubscribeInput,
+)
 
 logger = logging.getLogger(__name__)
-
-
-class SubscribeInput(BaseModel):
-    account_id: uuid.UUID
-    webhook_id: str
-
-
-class UnsubscribeInput(BaseModel):
-    account_id: uuid.UUID
-    webhook_id: str
-
-
-class RevokeTokenInput(BaseModel):
-    account_id: uuid.UUID
-
-
-class EraseTokensInput(BaseModel):
-    account_id: uuid.UUID
-
-
-class MarkSubscriptionFailedInput(BaseModel):
-    account_id: uuid.UUID
-    reason: str
 
 
 class AccountActivities:
@@ -54,7 +38,7 @@ class AccountActivities:
         self._x = x
         self._secrets = secrets
 
-    @activity.defn(name="account.subscribe_to_account_activity")
+    @activity.defn(name=contract.SUBSCRIBE)
     async def subscribe_to_account_activity(self, request: SubscribeInput) -> None:
         """Subscribe the account to the webhook, then record it (both steps are idempotent)."""
         async with self._sessions() as session:
@@ -64,7 +48,7 @@ class AccountActivities:
                 )
             except AccountNotUsable as exc:
                 raise ApplicationError(
-                    str(exc), type="AccountNotUsable", non_retryable=True
+                    str(exc), type=contract.ACCOUNT_NOT_USABLE, non_retryable=True
                 ) from None
         try:
             await asyncio.to_thread(
@@ -82,7 +66,7 @@ class AccountActivities:
         )
         logger.info("account.subscribed", extra={"account_id": str(request.account_id)})
 
-    @activity.defn(name="account.mark_subscription_failed")
+    @activity.defn(name=contract.MARK_SUBSCRIPTION_FAILED)
     async def mark_subscription_failed(self, request: MarkSubscriptionFailedInput) -> None:
         await self._update_account(
             request.account_id,
@@ -91,7 +75,7 @@ class AccountActivities:
             status_reason=func.coalesce(XAccount.status_reason, request.reason[:512]),
         )
 
-    @activity.defn(name="account.unsubscribe_from_account_activity")
+    @activity.defn(name=contract.UNSUBSCRIBE)
     async def unsubscribe_from_account_activity(self, request: UnsubscribeInput) -> None:
         async with self._sessions() as session:
             account = await session.get(XAccount, request.account_id)
@@ -108,7 +92,7 @@ class AccountActivities:
             request.account_id, subscription_status=SubscriptionStatus.unsubscribed
         )
 
-    @activity.defn(name="account.revoke_token")
+    @activity.defn(name=contract.REVOKE_TOKEN)
     async def revoke_token(self, request: RevokeTokenInput) -> bool:
         """Ask X to invalidate the token; False when there was no token left to revoke."""
         async with self._sessions() as session:
@@ -124,7 +108,7 @@ class AccountActivities:
             raise application_error_from_x(exc) from None
         return True
 
-    @activity.defn(name="account.erase_tokens")
+    @activity.defn(name=contract.ERASE_TOKENS)
     async def erase_tokens(self, request: EraseTokensInput) -> None:
         await self._update_account(
             request.account_id, oauth_token_encrypted=None, oauth_token_secret_encrypted=None

@@ -1,13 +1,11 @@
-"""Listener registration for workflows that wait on a contact (see services/inbox/listeners.py)."""
+"""Listener registration for workflows that wait on a contact (see services/inbox/listeners.py).
+Payloads and names: workflows/contracts/listeners.py."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -15,25 +13,20 @@ from activities.deps import WorkerDeps
 from models.db import SessionMaker
 from services.core.errors import NotFound
 from services.inbox.listeners import register_listener, unregister_listener
-
-
-class RegisterListenerInput(BaseModel):
-    merchant_id: str
-    contact_id: uuid.UUID
-    workflow_id: str
-    expires_at: datetime
-
-
-class UnregisterListenerInput(BaseModel):
-    workflow_id: str
-    contact_id: uuid.UUID | None = None  # None: every contact the workflow listens to
+from workflows.contracts.listeners import (
+    CONTACT_NOT_FOUND,
+    REGISTER_LISTENER,
+    UNREGISTER_LISTENER,
+    RegisterListenerInput,
+    UnregisterListenerInput,
+)
 
 
 class ListenerActivities:
     def __init__(self, sessions: SessionMaker) -> None:
         self._sessions = sessions
 
-    @activity.defn(name="listener.register")
+    @activity.defn(name=REGISTER_LISTENER)
     async def register(self, request: RegisterListenerInput) -> None:
         """Listen to the contact; a contact that is gone (or another merchant's) is final."""
         async with self._sessions() as session, session.begin():
@@ -48,11 +41,11 @@ class ListenerActivities:
             except NotFound:
                 raise ApplicationError(
                     f"contact {request.contact_id} not found",
-                    type="ContactNotFound",
+                    type=CONTACT_NOT_FOUND,
                     non_retryable=True,
                 ) from None
 
-    @activity.defn(name="listener.unregister")
+    @activity.defn(name=UNREGISTER_LISTENER)
     async def unregister(self, request: UnregisterListenerInput) -> int:
         async with self._sessions() as session, session.begin():
             return await unregister_listener(

@@ -1,5 +1,7 @@
-"""The maintenance sweeps as activities: stored webhook events to apply again, and outbound
-messages whose delivery was never started (workflows/maintenance.py runs them)."""
+"""The maintenance sweeps as activities: stored webhook events to apply again, what ingested
+events still owe the workflows waiting on their contacts, outbound messages whose delivery was
+never started, and workflows committed rows still wait for (workflows/maintenance.py runs
+them)."""
 
 from __future__ import annotations
 
@@ -7,42 +9,64 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client
 
 from activities.deps import WorkerDeps
-from services.ingestion.reprocess import ReprocessReport, reprocess_due
-from services.messaging.sweep import GRACE, SWEEP_LIMIT, SweepReport, sweep_queued
-
-REPROCESS_LIMIT = 1000
-
-
-class ReprocessInput(BaseModel):
-    limit: int = REPROCESS_LIMIT
-
-
-class SweepOutboundInput(BaseModel):
-    grace_seconds: float = GRACE.total_seconds()
-    limit: int = SWEEP_LIMIT
+from services.accounts import lifecycle as account_lifecycle
+from services.campaigns import starts as campaign_starts
+from services.ingestion import (
+    IngestionContext,
+    TriggerRegistry,
+    build_triggers,
+    carry_out_due,
+    reprocess_due,
+)
+from services.messaging.sweep import sweep_queued
+from workflows.contracts.contact_events import (
+    CARRY_OUT_FOLLOW_UPS,
+    FollowUpReport,
+    FollowUpsInput,
+)
+from workflows.contracts.maintenance import (
+    REPROCESS_WEBHOOK_EVENTS,
+    SWEEP_OUTBOUND,
+    ReprocessInput,
+    ReprocessReport,
+    SweepOutboundInput,
+    SweepReport,
+)
+from workflows.contracts.owed_starts import START_OWED, OwedStartsReport, StartOwedInput
 
 
 class MaintenanceActivities:
-    def __init__(self, deps: WorkerDeps) -> None:
+    def __init__(self, deps: WorkerDeps, triggers: TriggerRegistry | None = None) -> None:
         self._deps = deps
+        # Built with the worker, as the API builds its own: the same triggers in both.
+        self._ingestion = IngestionContext(
+            deps.settings, triggers if triggers is not None else build_triggers(deps.settings)
+        )
 
     async def _temporal(self) -> Client:
         return self._deps.temporal
 
-    @activity.defn(name="maintenance.reprocess_webhook_events")
+    @activity.defn(name=REPROCESS_WEBHOOK_EVENTS)
     async def reprocess_webhook_events(self, request: ReprocessInput) -> ReprocessReport:
         """Apply the due webhook events whose earlier attempts failed; then start what they
-        queued and tell the contacts' listeners, as for a fresh event."""
+        queued and carry out what they owe, as for a fresh event."""
         return await reprocess_due(
-            self._deps.sessions, self._deps.settings, temporal=self._temporal, limit=request.limit
+            self._deps.sessions, self._ingestion, temporal=self._temporal, limit=request.limit
         )
 
-    @activity.defn(name="maintenance.sweep_outbound")
+    @activity.defn(name=CARRY_OUT_FOLLOW_UPS)
+    async def carry_out_follow_ups(self, request: FollowUpsInput) -> FollowUpReport:
+        """Signal the listeners and start the trigger workflows ingested events still owe
+        (services/ingestion/follow_up.py)."""
+        return await carry_out_due(
+            self._deps.sessions, self._deps.temporal, self._ingestion.triggers, limit=request.limit
+        )
+
+    @activity.defn(name=SWEEP_OUTBOUND)
     async def sweep_outbound(self, request: SweepOutboundInput) -> SweepReport:
         """Start the delivery of messages left `queued` (services/messaging/sweep.py)."""
         return await sweep_queued(
@@ -53,8 +77,30 @@ class MaintenanceActivities:
             limit=request.limit,
         )
 
+    @activity.defn(name=START_OWED)
+    async def start_owed_workflows(self, request: StartOwedInput) -> OwedStartsReport:
+        """Start the workflows committed rows still wait for: campaign runs (or their new
+        schedule) Temporal has not taken, account connects and disconnects never started."""
+        grace = timedelta(seconds=request.grace_seconds)
+        deps = self._deps
+        campaigns = await campaign_starts.sync_owed(
+            deps.sessions, deps.temporal, deps.settings, grace=grace, limit=request.limit
+        )
+        connects, disconnects = await account_lifecycle.start_owed(
+            deps.sessions, deps.temporal, deps.settings, grace=grace, limit=request.limit
+        )
+        return OwedStartsReport(
+            campaigns=campaigns, account_connects=connects, account_disconnects=disconnects
+        )
 
-def build(deps: WorkerDeps) -> list[Callable[..., Any]]:
-    """The maintenance activities the worker registers."""
-    maintenance = MaintenanceActivities(deps)
-    return [maintenance.reprocess_webhook_events, maintenance.sweep_outbound]
+
+def build(deps: WorkerDeps, triggers: TriggerRegistry | None = None) -> list[Callable[..., Any]]:
+    """The maintenance activities the worker registers (`triggers`: instead of the process's
+    own, in tests)."""
+    maintenance = MaintenanceActivities(deps, triggers)
+    return [
+        maintenance.reprocess_webhook_events,
+        maintenance.carry_out_follow_ups,
+        maintenance.sweep_outbound,
+        maintenance.start_owed_workflows,
+    ]

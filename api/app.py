@@ -30,6 +30,7 @@ from mktx.logs import configure_logging
 from mktx.secrets import SecretBox
 from mktx.settings import Settings, get_settings
 from models.db import make_engine, make_sessionmaker
+from services.ingestion import TriggerRegistry, build_triggers
 
 BASE_PATH = "/api/v1/mkt-x"
 
@@ -50,13 +51,18 @@ def build_context(settings: Settings) -> AppContext:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, triggers: TriggerRegistry | None = None
+) -> FastAPI:
+    """The API; `triggers` replaces the registry `build_triggers` makes (tests)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context = build_context(settings)
         app.state.context = context
+        # The workflows contact events start: the same registry the worker builds.
+        app.state.triggers = triggers if triggers is not None else build_triggers(settings)
         # Everything loaded so far lives as long as the process: keep it out of the garbage
         # collector's full passes (some 60 ms each over the imported libraries' objects).
         gc.collect()

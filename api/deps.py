@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -79,3 +79,13 @@ async def get_temporal(context: ContextDep) -> Client:
 
 
 TemporalDep = Annotated[Client, Depends(get_temporal)]
+
+
+async def get_temporal_source(context: ContextDep) -> Callable[[], Awaitable[Client]]:
+    """The client to connect on first use, for a route whose work is accepted while Temporal
+    is away (a campaign start: the maintenance schedule carries it out later), where
+    `TemporalDep` would answer 503 before the handler runs."""
+    return context.temporal.client
+
+
+TemporalSourceDep = Annotated[Callable[[], Awaitable[Client]], Depends(get_temporal_source)]

@@ -16,22 +16,15 @@ from sqlmodel import Field, SQLModel
 
 from models.camel import CamelModel
 from models.db import TenantRow, utcnow
+from workflows.contracts.campaigns import CampaignStatus
+
+# workflows read it too
 
 
 class CampaignType(StrEnum):
     promotional = "promotional"
     transactional = "transactional"
     engagement = "engagement"
-
-
-class CampaignStatus(StrEnum):
-    draft = "draft"
-    scheduled = "scheduled"
-    running = "running"
-    paused = "paused"
-    completed = "completed"
-    cancelled = "cancelled"
-    failed = "failed"
 
 
 # A campaign in these holds its template and segments: they may not change or go.
@@ -43,7 +36,7 @@ class RecipientState(StrEnum):
     sending = "sending"  # handed to X; the outcome is unknown until recorded (checked on retry)
     sent = "sent"
     failed = "failed"
-    skipped = "skipped"  # endAt came first
+    skipped = "skipped"  # endAt came first, or consent said no when sending (error says)
 
 
 class Campaign(TenantRow, table=True):
@@ -73,6 +66,9 @@ class Campaign(TenantRow, table=True):
     occurrences: int = 0
     # The workflow run that began the latest occurrence (a retried begin does not count twice).
     last_run_key: str | None = Field(default=None, max_length=256)
+    # When Temporal last took the run as this row describes it (started, then any schedule
+    # change); NULL while that is owed (services/campaigns/starts.py).
+    temporal_synced_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     started_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     completed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
 
@@ -85,6 +81,7 @@ class CampaignRecipient(SQLModel, table=True):
         ),
         Index("ix_campaign_recipients_state", "campaign_id", "occurrence", "state", "id"),
         Index("ix_campaign_recipients_contact", "contact_id"),
+        Index("ix_campaign_recipients_message", "message_id"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -93,13 +90,18 @@ class CampaignRecipient(SQLModel, table=True):
         sa_column=Column(ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False)
     )
     occurrence: int = 1  # a recurring campaign snapshots anew for each occurrence
-    contact_id: uuid.UUID = Field(
-        sa_column=Column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    # Null once the contact is erased: the row stays, naming nobody, in the figures.
+    contact_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(ForeignKey("contacts.id", ondelete="SET NULL"))
     )
     account_id: uuid.UUID = Field(
         sa_column=Column(ForeignKey("x_accounts.id", ondelete="CASCADE"), nullable=False)
     )
     state: RecipientState = Field(default=RecipientState.queued, sa_type=String(16))  # type: ignore[call-overload]
+    # The message carrying this recipient's DM, once claimed (the send path's unit of work).
+    message_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(ForeignKey("messages.id", ondelete="SET NULL"))
+    )
     dm_event_id: str | None = Field(default=None, max_length=64)
     error: str | None = Field(default=None, max_length=1024)
     # When the send was handed to X (state sending): X's events from then on are candidates.
@@ -135,7 +137,10 @@ class CampaignTestSend(TenantRow, table=True):
     """A test message: sent now to a listed contact, never counted in the metrics."""
 
     __tablename__ = "campaign_test_sends"
-    __table_args__ = (Index("ix_campaign_test_sends_campaign", "campaign_id"),)
+    __table_args__ = (
+        Index("ix_campaign_test_sends_campaign", "campaign_id"),
+        Index("ix_campaign_test_sends_message", "message_id"),
+    )
 
     campaign_id: uuid.UUID = Field(
         sa_column=Column(ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False)
@@ -144,6 +149,9 @@ class CampaignTestSend(TenantRow, table=True):
         default=None, sa_column=Column(ForeignKey("contacts.id", ondelete="SET NULL"))
     )
     text: str = Field(sa_column=Column(Text, nullable=False))
+    message_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(ForeignKey("messages.id", ondelete="SET NULL"))
+    )
     state: RecipientState = Field(default=RecipientState.queued, sa_type=String(16))  # type: ignore[call-overload]
     dm_event_id: str | None = Field(default=None, max_length=64)
     error: str | None = Field(default=None, max_length=1024)
@@ -245,10 +253,20 @@ class CampaignLive(CamelModel):
     waiting_reason: str | None = None
 
 
+class SkippedReasons(CamelModel):
+    """Why recipients were skipped: consent said no when their DM was to go out (opted out,
+    erased), or `other` (endAt passed first)."""
+
+    opted_out: int = 0
+    deleted: int = 0
+    other: int = 0
+
+
 class CampaignMetricsDetail(CampaignMetrics):
     recipients: int = 0
     queued: int = 0
     skipped: int = 0
+    skipped_reasons: SkippedReasons = PydanticField(default_factory=SkippedReasons)
     open_rate: float = 0.0
     click_rate: float = 0.0
     reply_rate: float = 0.0

@@ -109,6 +109,10 @@ class Message(TenantRow, table=True):
     error: str | None = Field(default=None, max_length=1024)
     sent_by_user_id: str | None = Field(default=None, max_length=128)
     # The campaign that sent it (its DM or a test send); the inbox shows campaign DMs too.
+    # Outbound only: the send kind (opt-out is checked for marketing kinds when it is sent),
+    # and when it was handed to X while the outcome is unknown (looked for at X before resending).
+    kind: str | None = Field(default=None, max_length=16)
+    attempt_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     campaign_id: uuid.UUID | None = Field(
         default=None, sa_column=Column(ForeignKey("campaigns.id", ondelete="SET NULL"))
     )

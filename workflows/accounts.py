@@ -1,49 +1,45 @@
-"""Durable account lifecycle: subscribe a new account to X webhooks; revoke one that leaves."""
+"""Durable account lifecycle: subscribe a new account to X webhooks; revoke one that leaves.
+
+The payloads, activity names and error types are in workflows/contracts/accounts.py; this
+module is deterministic code and imports nothing that does I/O.
+"""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
-from enum import StrEnum
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.contracts.accounts import (
+    ACCOUNT_NOT_USABLE,
+    CONNECT_WORKFLOW,
+    DISCONNECT_WORKFLOW,
+    ERASE_TOKENS,
+    MARK_SUBSCRIPTION_FAILED,
+    REVOKE_TOKEN,
+    SUBSCRIBE,
+    UNSUBSCRIBE,
+    AccountConnectInput,
+    AccountConnectResult,
+    AccountDisconnectInput,
+    AccountDisconnectResult,
+    ConnectOutcome,
+    EraseTokensInput,
+    MarkSubscriptionFailedInput,
+    RevokeTokenInput,
+    SubscribeInput,
+    UnsubscribeInput,
+)
 from workflows.retry import DB_RETRY, x_retry
-
-with workflow.unsafe.imports_passed_through():
-    from activities.accounts import (
-        AccountActivities,
-        EraseTokensInput,
-        MarkSubscriptionFailedInput,
-        RevokeTokenInput,
-        SubscribeInput,
-        UnsubscribeInput,
-    )
 
 X_RETRY = x_retry()
 CALL_TIMEOUT = timedelta(seconds=30)
+# Give X a day to come back; after that the token is erased unrevoked rather than kept.
+REVOKE_DEADLINE = timedelta(hours=24)
 
 
-class ConnectOutcome(StrEnum):
-    subscribed = "subscribed"
-    abandoned = "abandoned"  # the account was disconnected before X could be reached
-    failed = "failed"  # X refused for good (e.g. the token was revoked meanwhile)
-
-
-class AccountConnectInput(BaseModel):
-    merchant_id: str
-    account_id: uuid.UUID
-    webhook_id: str
-
-
-class AccountConnectResult(BaseModel):
-    outcome: ConnectOutcome
-    reason: str | None = None
-
-
-@workflow.defn(name="AccountConnect")
+@workflow.defn(name=CONNECT_WORKFLOW)
 class AccountConnectWorkflow:
     """Subscribes a freshly connected account to Account Activity webhooks, retrying while X is
     down. Id: `account-connect:{accountId}`."""
@@ -54,8 +50,8 @@ class AccountConnectWorkflow:
     @workflow.run
     async def run(self, request: AccountConnectInput) -> AccountConnectResult:
         try:
-            await workflow.execute_activity_method(
-                AccountActivities.subscribe_to_account_activity,
+            await workflow.execute_activity(
+                SUBSCRIBE,
                 SubscribeInput(account_id=request.account_id, webhook_id=request.webhook_id),
                 start_to_close_timeout=CALL_TIMEOUT,
                 retry_policy=X_RETRY,
@@ -64,11 +60,11 @@ class AccountConnectWorkflow:
             cause = err.cause
             kind = cause.type if isinstance(cause, ApplicationError) else None
             reason = str(cause) if cause else str(err)
-            if kind == "AccountNotUsable":
+            if kind == ACCOUNT_NOT_USABLE:
                 self._outcome = ConnectOutcome.abandoned
                 return AccountConnectResult(outcome=self._outcome, reason=reason)
-            await workflow.execute_activity_method(
-                AccountActivities.mark_subscription_failed,
+            await workflow.execute_activity(
+                MARK_SUBSCRIPTION_FAILED,
                 MarkSubscriptionFailedInput(account_id=request.account_id, reason=reason),
                 start_to_close_timeout=CALL_TIMEOUT,
                 retry_policy=DB_RETRY,
@@ -83,33 +79,18 @@ class AccountConnectWorkflow:
         return self._outcome
 
 
-class AccountDisconnectInput(BaseModel):
-    merchant_id: str
-    account_id: uuid.UUID
-    webhook_id: str | None
-
-
-class AccountDisconnectResult(BaseModel):
-    unsubscribed: bool
-    token_revoked: bool
-
-
-# Give X a day to come back; after that the token is erased unrevoked rather than kept.
-REVOKE_DEADLINE = timedelta(hours=24)
-
-
-@workflow.defn(name="AccountDisconnect")
+@workflow.defn(name=DISCONNECT_WORKFLOW)
 class AccountDisconnectWorkflow:
     """Unsubscribes a disconnected account, invalidates its token at X and erases it from the
-    database. Id: `account-disconnect:{accountId}`."""
+    database, whatever X says: the token is never kept. Id: `account-disconnect:{accountId}`."""
 
     @workflow.run
     async def run(self, request: AccountDisconnectInput) -> AccountDisconnectResult:
         unsubscribed = False
         if request.webhook_id:
             try:
-                await workflow.execute_activity_method(
-                    AccountActivities.unsubscribe_from_account_activity,
+                await workflow.execute_activity(
+                    UNSUBSCRIBE,
                     UnsubscribeInput(account_id=request.account_id, webhook_id=request.webhook_id),
                     start_to_close_timeout=CALL_TIMEOUT,
                     schedule_to_close_timeout=REVOKE_DEADLINE,
@@ -120,17 +101,18 @@ class AccountDisconnectWorkflow:
                 workflow.logger.warning("account.unsubscribe_failed", extra={"error": str(err)})
         token_revoked = False
         try:
-            token_revoked = await workflow.execute_activity_method(
-                AccountActivities.revoke_token,
+            token_revoked = await workflow.execute_activity(
+                REVOKE_TOKEN,
                 RevokeTokenInput(account_id=request.account_id),
+                result_type=bool,
                 start_to_close_timeout=CALL_TIMEOUT,
                 schedule_to_close_timeout=REVOKE_DEADLINE,
                 retry_policy=X_RETRY,
             )
         except ActivityError as err:
             workflow.logger.warning("account.revoke_failed", extra={"error": str(err)})
-        await workflow.execute_activity_method(
-            AccountActivities.erase_tokens,
+        await workflow.execute_activity(
+            ERASE_TOKENS,
             EraseTokensInput(account_id=request.account_id),
             start_to_close_timeout=CALL_TIMEOUT,
             retry_policy=DB_RETRY,

@@ -12,82 +12,49 @@ suggests it, carrying its counters.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from workflows.contracts.campaigns import (
+    BEGIN,
+    CAMPAIGN_GONE,
+    CAMPAIGN_WORKFLOW,
+    INVALID_STATE,
+    SEND_BATCH,
+    SET_STATUS,
+    SKIP_REMAINING,
+    BatchResult,
+    BeginInput,
+    BeginResult,
+    CampaignInput,
+    CampaignProgress,
+    CampaignStatus,
+    ScheduleChange,
+    SendBatchInput,
+    SetStatusInput,
+    SkipInput,
+)
+from workflows.contracts.messaging import MediaRef
 from workflows.retry import DB_RETRY
 
-with workflow.unsafe.imports_passed_through():
-    from activities.campaign import (
-        BatchResult,
-        BeginInput,
-        CampaignActivities,
-        SendBatchInput,
-        SetStatusInput,
-        SkipInput,
-    )
-    from models.campaign import CampaignStatus
-    from services.messaging.media import MediaRef
+__all__ = ["CampaignInput", "CampaignProgress", "CampaignWorkflow", "ScheduleChange"]
 
 BATCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["CampaignGone"],
+    non_retryable_error_types=[CAMPAIGN_GONE],
 )
 SHORT = timedelta(seconds=60)
 BATCH_TIMEOUT = timedelta(minutes=10)
-# A worker killed mid-batch is noticed this fast; the retry checks its `sending` recipients.
-BATCH_HEARTBEAT = timedelta(seconds=15)
 # ~7 history events per batch: a run stays well under Temporal's limits at any campaign size.
-MAX_BATCHES_PER_RUN = 1000
+# (A worker killed mid-batch is noticed within CampaignInput.heartbeat_seconds; the retry
+# looks at X for the DMs that batch had handed over.)
 
 
-class CampaignInput(BaseModel):
-    merchant_id: str
-    campaign_id: uuid.UUID
-    start_at: datetime | None = None
-    end_at: datetime | None = None
-    recurring: bool = False  # an occurrence of a Temporal Schedule
-    batch_size: int = 500
-    concurrency: int = 32
-    heartbeat_seconds: int = int(BATCH_HEARTBEAT.total_seconds())
-    # Continue-as-new after this many batches even if Temporal has not suggested it yet.
-    max_batches_per_run: int = MAX_BATCHES_PER_RUN
-    # Carried across continue-as-new:
-    occurrence: int | None = None
-    paused: bool = False
-    sent: int = 0
-    failed: int = 0
-    batches: int = 0
-    media: dict[str, MediaRef] = {}  # the card's media uploads, by account id
-
-
-class ScheduleChange(BaseModel):
-    start_at: datetime | None = None
-    end_at: datetime | None = None
-
-
-class CampaignProgress(BaseModel):
-    phase: str  # waiting, sending, done
-    status: str
-    occurrence: int | None
-    recipients: int
-    sent: int
-    failed: int
-    skipped: int
-    remaining: int
-    batches: int
-    paused: bool
-    waiting_until: datetime | None = None
-    waiting_reason: str | None = None
-
-
-@workflow.defn(name="Campaign")
+@workflow.defn(name=CAMPAIGN_WORKFLOW)
 class CampaignWorkflow:
     def __init__(self) -> None:
         self._input: CampaignInput | None = None
@@ -124,17 +91,19 @@ class CampaignWorkflow:
         self._start_at, self._end_at = request.start_at, request.end_at
         self._paused = request.paused
         self._sent, self._failed, self._batches = request.sent, request.failed, request.batches
+        self._skipped = request.skipped
         self._media = dict(request.media)
         occurrence = request.occurrence
         if occurrence is None:
             await self._wait_for_start()
-            begun = await workflow.execute_activity_method(
-                CampaignActivities.begin,
+            begun = await workflow.execute_activity(
+                BEGIN,
                 BeginInput(
                     merchant_id=request.merchant_id,
                     campaign_id=request.campaign_id,
                     run_key=workflow.info().workflow_id,
                 ),
+                result_type=BeginResult,
                 start_to_close_timeout=timedelta(minutes=10),
                 retry_policy=BATCH_RETRY,
             )
@@ -149,8 +118,8 @@ class CampaignWorkflow:
             if self._end_at is not None and workflow.now() >= self._end_at:
                 self._skipped += await self._skip(occurrence, "the campaign's endAt passed")
                 break
-            result = await workflow.execute_activity_method(
-                CampaignActivities.send_batch,
+            result = await workflow.execute_activity(
+                SEND_BATCH,
                 SendBatchInput(
                     merchant_id=request.merchant_id,
                     campaign_id=request.campaign_id,
@@ -160,6 +129,7 @@ class CampaignWorkflow:
                     concurrency=request.concurrency,
                     media=self._media,
                 ),
+                result_type=BatchResult,
                 start_to_close_timeout=BATCH_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=request.heartbeat_seconds),
                 retry_policy=BATCH_RETRY,
@@ -192,6 +162,7 @@ class CampaignWorkflow:
                             "paused": self._paused,
                             "sent": self._sent,
                             "failed": self._failed,
+                            "skipped": self._skipped,
                             "batches": self._batches,
                             "media": self._media,
                             "start_at": None,
@@ -225,7 +196,7 @@ class CampaignWorkflow:
     def _can_pause(self) -> None:
         if self._phase != "sending" or self._paused:
             raise ApplicationError(
-                f"a {self._status} campaign cannot be paused", type="InvalidState"
+                f"a {self._status} campaign cannot be paused", type=INVALID_STATE
             )
 
     @workflow.update
@@ -238,7 +209,7 @@ class CampaignWorkflow:
     def _can_resume(self) -> None:
         if self._phase != "sending" or not self._paused:
             raise ApplicationError(
-                f"a {self._status} campaign cannot be resumed", type="InvalidState"
+                f"a {self._status} campaign cannot be resumed", type=INVALID_STATE
             )
 
     @workflow.query
@@ -287,18 +258,20 @@ class CampaignWorkflow:
         self._batches += 1
         self._sent += result.sent
         self._failed += result.failed
+        self._skipped += result.skipped
         self._remaining = result.remaining
 
     async def _skip(self, occurrence: int, reason: str) -> int:
         assert self._input is not None
-        return await workflow.execute_activity_method(
-            CampaignActivities.skip_remaining,
+        return await workflow.execute_activity(
+            SKIP_REMAINING,
             SkipInput(
                 merchant_id=self._input.merchant_id,
                 campaign_id=self._input.campaign_id,
                 occurrence=occurrence,
                 reason=reason,
             ),
+            result_type=int,
             start_to_close_timeout=SHORT,
             retry_policy=DB_RETRY,
         )
@@ -310,8 +283,8 @@ class CampaignWorkflow:
         only_from: list[CampaignStatus] | None = None,
     ) -> None:
         assert self._input is not None
-        now = await workflow.execute_activity_method(
-            CampaignActivities.set_status,
+        now = await workflow.execute_activity(
+            SET_STATUS,
             SetStatusInput(
                 merchant_id=self._input.merchant_id,
                 campaign_id=self._input.campaign_id,
@@ -319,6 +292,7 @@ class CampaignWorkflow:
                 reason=reason,
                 only_from=only_from or [],
             ),
+            result_type=CampaignStatus | None,  # type: ignore[arg-type]
             start_to_close_timeout=SHORT,
             retry_policy=DB_RETRY,
         )

@@ -1,49 +1,41 @@
 """A small workflow that waits for a contact's reply: the simplest listener of contact events,
-and the model for the automation flows and AI escalations that wait on contacts later."""
+and the model for the automation flows and AI escalations that wait on contacts later.
+
+The payloads and activity names are in workflows/contracts/listeners.py; this module is
+deterministic code and imports nothing that does I/O.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-with workflow.unsafe.imports_passed_through():
-    from activities.listeners import (
-        ListenerActivities,
-        RegisterListenerInput,
-        UnregisterListenerInput,
-    )
-    from services.inbox.listeners import ContactEvent, ContactEventKind
-    from workflows.ids import CONTACT_EVENT_SIGNAL
+from workflows.contracts.contact_events import CONTACT_EVENT_SIGNAL, ContactEvent, ContactEventKind
+from workflows.contracts.listeners import (
+    AWAIT_CONTACT_REPLY_WORKFLOW,
+    CONTACT_NOT_FOUND,
+    REGISTER_LISTENER,
+    UNREGISTER_LISTENER,
+    AwaitContactReplyInput,
+    ContactReply,
+    RegisterListenerInput,
+    UnregisterListenerInput,
+)
 
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["ContactNotFound"],
+    non_retryable_error_types=[CONTACT_NOT_FOUND],
 )
 CALL_TIMEOUT = timedelta(seconds=30)
 # A listener row outlives the wait a little, so a slow unregister never drops a late signal.
 LISTENER_GRACE = timedelta(minutes=5)
 
 
-class AwaitContactReplyInput(BaseModel):
-    merchant_id: str
-    contact_id: uuid.UUID
-    timeout_seconds: float = 24 * 3600
-
-
-class ContactReply(BaseModel):
-    replied: bool
-    text: str | None = None
-    message_id: uuid.UUID | None = None
-    occurred_at: datetime | None = None
-
-
-@workflow.defn(name="AwaitContactReply")
+@workflow.defn(name=AWAIT_CONTACT_REPLY_WORKFLOW)
 class AwaitContactReplyWorkflow:
     """Waits (up to `timeout_seconds`) for the contact's next DM and returns it.
     Id: `ids.contact_reply_id(contactId, key)`; search attributes MerchantId and ContactId."""
@@ -58,8 +50,8 @@ class AwaitContactReplyWorkflow:
     async def run(self, request: AwaitContactReplyInput) -> ContactReply:
         workflow_id = workflow.info().workflow_id
         timeout = timedelta(seconds=request.timeout_seconds)
-        await workflow.execute_activity_method(
-            ListenerActivities.register,
+        await workflow.execute_activity(
+            REGISTER_LISTENER,
             RegisterListenerInput(
                 merchant_id=request.merchant_id,
                 contact_id=request.contact_id,
@@ -73,9 +65,10 @@ class AwaitContactReplyWorkflow:
         with contextlib.suppress(TimeoutError):  # no reply in time: answer replied=False
             await workflow.wait_condition(lambda: self._reply is not None, timeout=timeout)
         self._listening = False
-        await workflow.execute_activity_method(
-            ListenerActivities.unregister,
+        await workflow.execute_activity(
+            UNREGISTER_LISTENER,
             UnregisterListenerInput(workflow_id=workflow_id, contact_id=request.contact_id),
+            result_type=int,
             start_to_close_timeout=CALL_TIMEOUT,
             retry_policy=DB_RETRY,
         )
@@ -91,6 +84,7 @@ class AwaitContactReplyWorkflow:
 
     @workflow.signal(name=CONTACT_EVENT_SIGNAL)
     def contact_event(self, event: ContactEvent) -> None:
+        # Only the first reply counts, so an event delivered twice changes nothing.
         if (
             self._reply is None
             and event.kind is ContactEventKind.message

@@ -10,10 +10,6 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSear
 
 DEFAULT_TASK_QUEUE = "mkt-x"
 
-# Every workflow that listens to a contact declares `@workflow.signal(name=CONTACT_EVENT_SIGNAL)`;
-# webhook ingestion sends it a `services.listeners.ContactEvent`.
-CONTACT_EVENT_SIGNAL = "contact_event"
-
 MERCHANT_ID = SearchAttributeKey.for_keyword("MerchantId")
 ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
 CAMPAIGN_ID = SearchAttributeKey.for_keyword("CampaignId")

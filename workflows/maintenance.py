@@ -1,6 +1,9 @@
 """The periodic sweeps, one run per tick of the worker's Temporal Schedule
 (`ids.maintenance_schedule_id`, services/maintenance/schedule.py): apply again the stored
-webhook events that failed and are due, and start the deliveries left `queued`.
+webhook events that failed and are due, carry out what ingested events still owe the
+workflows waiting on their contacts (workflows/contracts/contact_events.py), start the
+deliveries left `queued`, and start the workflows committed rows still wait for
+(workflows/contracts/owed_starts.py).
 
 Each sweep is bounded and tried a few times; one failing does not keep the other from running,
 and the run then fails so that the Web UI shows it (the next tick tries again)."""
@@ -9,21 +12,27 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-with workflow.unsafe.imports_passed_through():
-    from activities.maintenance import (
-        REPROCESS_LIMIT,
-        MaintenanceActivities,
-        ReprocessInput,
-        SweepOutboundInput,
-    )
-    from services.ingestion.reprocess import ReprocessReport
-    from services.messaging.sweep import GRACE, SWEEP_LIMIT, SweepReport
-    from workflows.ids import MAINTENANCE_WORKFLOW
+from workflows.contracts import contact_events, owed_starts
+from workflows.contracts.contact_events import FollowUpReport, FollowUpsInput
+from workflows.contracts.maintenance import (
+    MAINTENANCE_FAILED,
+    REPROCESS_WEBHOOK_EVENTS,
+    SWEEP_OUTBOUND,
+    MaintenanceInput,
+    MaintenanceResult,
+    ReprocessInput,
+    ReprocessReport,
+    SweepOutboundInput,
+    SweepReport,
+)
+from workflows.contracts.owed_starts import OwedStartsReport, StartOwedInput
+from workflows.ids import MAINTENANCE_WORKFLOW
+
+__all__ = ["MaintenanceInput", "MaintenanceResult", "MaintenanceWorkflow"]
 
 SWEEP_TIMEOUT = timedelta(minutes=5)
 SWEEP_RETRY = RetryPolicy(
@@ -33,17 +42,6 @@ SWEEP_RETRY = RetryPolicy(
 )
 
 
-class MaintenanceInput(BaseModel):
-    reprocess_limit: int = REPROCESS_LIMIT
-    outbound_grace_seconds: float = GRACE.total_seconds()
-    outbound_limit: int = SWEEP_LIMIT
-
-
-class MaintenanceResult(BaseModel):
-    webhook_events: ReprocessReport | None = None
-    outbound: SweepReport | None = None
-
-
 @workflow.defn(name=MAINTENANCE_WORKFLOW)
 class MaintenanceWorkflow:
     @workflow.run
@@ -51,30 +49,52 @@ class MaintenanceWorkflow:
         result = MaintenanceResult()
         failures: list[str] = []
         try:
-            result.webhook_events = await workflow.execute_activity_method(
-                MaintenanceActivities.reprocess_webhook_events,
+            result.webhook_events = await workflow.execute_activity(
+                REPROCESS_WEBHOOK_EVENTS,
                 ReprocessInput(limit=request.reprocess_limit),
+                result_type=ReprocessReport,
                 start_to_close_timeout=SWEEP_TIMEOUT,
                 retry_policy=SWEEP_RETRY,
             )
         except ActivityError as err:
             failures.append(f"webhook events: {err.cause or err}")
+        try:  # after reprocessing: the events it applied have just recorded theirs
+            result.follow_ups = await workflow.execute_activity(
+                contact_events.CARRY_OUT_FOLLOW_UPS,
+                FollowUpsInput(limit=request.follow_up_limit),
+                result_type=FollowUpReport,
+                start_to_close_timeout=SWEEP_TIMEOUT,
+                retry_policy=SWEEP_RETRY,
+            )
+        except ActivityError as err:
+            failures.append(f"event follow-ups: {err.cause or err}")
         try:
-            result.outbound = await workflow.execute_activity_method(
-                MaintenanceActivities.sweep_outbound,
+            result.outbound = await workflow.execute_activity(
+                SWEEP_OUTBOUND,
                 SweepOutboundInput(
                     grace_seconds=request.outbound_grace_seconds, limit=request.outbound_limit
                 ),
+                result_type=SweepReport,
                 start_to_close_timeout=SWEEP_TIMEOUT,
                 retry_policy=SWEEP_RETRY,
             )
         except ActivityError as err:
             failures.append(f"outbound messages: {err.cause or err}")
+        try:
+            result.owed_starts = await workflow.execute_activity(
+                owed_starts.START_OWED,
+                StartOwedInput(grace_seconds=request.owed_grace_seconds, limit=request.owed_limit),
+                result_type=OwedStartsReport,
+                start_to_close_timeout=SWEEP_TIMEOUT,
+                retry_policy=SWEEP_RETRY,
+            )
+        except ActivityError as err:
+            failures.append(f"owed workflow starts: {err.cause or err}")
         if failures:
             raise ApplicationError(
                 "maintenance sweep failed: " + "; ".join(failures),
                 result.model_dump(mode="json"),
-                type="MaintenanceFailed",
+                type=MAINTENANCE_FAILED,
                 non_retryable=True,
             )
         return result

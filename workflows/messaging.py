@@ -1,156 +1,110 @@
-"""Durable delivery of one outbound DM: retried while X is down or rate-limiting, settled as
-failed when X refuses it. Id: `message-send:{messageId}`.
-
-A message with an image, video or GIF attachment first has it uploaded to X (one activity,
-whose media id the send then attaches); should X no longer take the id when the send finally
-happens (24 h later), it is uploaded once more."""
+"""Durable delivery of one outbound DM (an agent's reply, a test send, an opt-out confirmation):
+`message-send:{messageId}`. It asks the one send path (`message.deliver`) to deliver the
+message, sleeps while X is down or rate-limiting, and settles it as failed when the account
+cannot send or X has not taken it within a day. Media uploaded by one attempt is kept for the
+next (a 512 MB video is not uploaded again because X answered 503)."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any
+from datetime import timedelta
 
-from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
-from workflows.retry import DB_RETRY, x_retry
+from workflows.contracts.messaging import (
+    DELIVER,
+    RECORD_FAILURE,
+    SEND_MESSAGE_WORKFLOW,
+    DeliverInput,
+    DeliveryResult,
+    MediaRef,
+    OutcomeState,
+    RecordFailureInput,
+    SendMessageInput,
+    SendMessageResult,
+    SendOutcome,
+)
+from workflows.retry import DB_RETRY
 
-with workflow.unsafe.imports_passed_through():
-    from activities.messaging import (
-        MessagingActivities,
-        PrepareMediaInput,
-        RecordFailureInput,
-        SendMessageActivityInput,
-        SentMessage,
-    )
-    from services.messaging.media import MediaRef
-
-SEND_RETRY = x_retry("MessageGone", "MessageFailed", "MediaUnavailable", "MediaExpired")
-# One attempt: a look at X's DM events (after an unknown outcome) plus the send itself.
-ATTEMPT_TIMEOUT = timedelta(seconds=60)
 # A DM X has not taken within a day is reported failed rather than sent late.
 DELIVERY_DEADLINE = timedelta(hours=24)
-# One attempt at fetching the media from its URL and uploading it to X (up to 512 MB of video).
-MEDIA_ATTEMPT_TIMEOUT = timedelta(minutes=10)
-# Uploads of one message's media at most (X refusing an expired id triggers the next one).
-MEDIA_ROUNDS = 2
+# One attempt: a look at X's DM events, a media upload (up to 512 MB of video), the send.
+ATTEMPT_TIMEOUT = timedelta(minutes=10)
+MIN_PAUSE = timedelta(seconds=1)
+# The activity's own failures (the database away); X's answers come back as outcomes.
+DELIVER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=60),
+)
 
 
-class SendOutcome(StrEnum):
-    sent = "sent"
-    failed = "failed"
-
-
-class SendMessageInput(BaseModel):
-    merchant_id: str
-    message_id: uuid.UUID
-    has_media: bool = False  # an image/video/GIF attachment to upload and attach
-
-
-class SendMessageResult(BaseModel):
-    outcome: SendOutcome
-    twitter_message_id: str | None = None
-    sent_at: datetime | None = None
-    reason: str | None = None  # X's own words when X refused
-    error_type: str | None = None  # e.g. XForbidden, XTokenRevoked, AccountNotUsable
-    x_status: int | None = None
-
-
-@workflow.defn(name="SendMessage")
+@workflow.defn(name=SEND_MESSAGE_WORKFLOW)
 class SendMessageWorkflow:
     @workflow.run
     async def run(self, request: SendMessageInput) -> SendMessageResult:
-        try:
-            if request.has_media:
-                sent = await self._send_with_media(request)
-            else:
-                sent = await workflow.execute_activity_method(
-                    MessagingActivities.send_message,
-                    SendMessageActivityInput(
-                        merchant_id=request.merchant_id, message_id=request.message_id
-                    ),
-                    start_to_close_timeout=ATTEMPT_TIMEOUT,
-                    schedule_to_close_timeout=DELIVERY_DEADLINE,
-                    retry_policy=SEND_RETRY,
-                )
-        except ActivityError as err:
-            result = _failure(err)
-            await workflow.execute_activity_method(
-                MessagingActivities.record_failure,
-                RecordFailureInput(
-                    merchant_id=request.merchant_id,
-                    message_id=request.message_id,
-                    reason=result.reason or "not delivered",
-                ),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=DB_RETRY,
-            )
-            return result
-        return SendMessageResult(
-            outcome=SendOutcome.sent,
-            twitter_message_id=sent.twitter_message_id,
-            sent_at=sent.sent_at,
-        )
-
-    async def _send_with_media(self, request: SendMessageInput) -> SentMessage:
         deadline = workflow.info().start_time + DELIVERY_DEADLINE
-        for attempt in range(1, MEDIA_ROUNDS + 1):
-            media: MediaRef | None = await workflow.execute_activity_method(
-                MessagingActivities.prepare_media,
-                PrepareMediaInput(merchant_id=request.merchant_id, message_id=request.message_id),
-                start_to_close_timeout=MEDIA_ATTEMPT_TIMEOUT,
-                schedule_to_close_timeout=_left(deadline),
-                retry_policy=SEND_RETRY,
-            )
+        media: dict[str, MediaRef] = {}
+        while True:
+            left = deadline - workflow.now()
+            if left <= timedelta(0):
+                return await self._fail(request, "X did not accept the message within 24 hours")
             try:
-                return await workflow.execute_activity_method(
-                    MessagingActivities.send_message,
-                    SendMessageActivityInput(
+                result = await workflow.execute_activity(
+                    DELIVER,
+                    DeliverInput(
                         merchant_id=request.merchant_id,
-                        message_id=request.message_id,
+                        message_ids=[request.message_id],
                         media=media,
                     ),
+                    result_type=DeliveryResult,
                     start_to_close_timeout=ATTEMPT_TIMEOUT,
-                    schedule_to_close_timeout=_left(deadline),
-                    retry_policy=SEND_RETRY,
+                    heartbeat_timeout=timedelta(seconds=request.heartbeat_seconds),
+                    schedule_to_close_timeout=left,
+                    retry_policy=DELIVER_RETRY,
                 )
-            except ActivityError as err:
-                expired = isinstance(err.cause, ApplicationError) and (
-                    err.cause.type == "MediaExpired"
+            except ActivityError:
+                return await self._fail(request, "X did not accept the message within 24 hours")
+            for account_id in result.media_dropped:
+                media.pop(account_id, None)
+            media.update(result.media)
+            outcome = result.outcomes[0]
+            if outcome.state is OutcomeState.sent:
+                return SendMessageResult(
+                    outcome=SendOutcome.sent,
+                    twitter_message_id=outcome.dm_event_id,
+                    sent_at=outcome.sent_at,
                 )
-                if not expired or attempt == MEDIA_ROUNDS:
-                    raise
-        raise AssertionError("unreachable")
+            if outcome.state is OutcomeState.held:
+                # The account cannot send, or the media cannot be had: nobody is waiting on
+                # this one message, so it fails with the reason (and its slot goes back).
+                failed = await self._fail(
+                    request, outcome.reason or "not delivered", outcome.error_type
+                )
+                return failed.model_copy(update={"cause": outcome.cause})
+            if outcome.state is not OutcomeState.pending:  # failed or skipped: settled already
+                return SendMessageResult(
+                    outcome=SendOutcome.failed,
+                    reason=outcome.reason,
+                    error_type=outcome.error_type,
+                    x_status=outcome.x_status,
+                )
+            until = min(result.wait_until or workflow.now(), deadline)
+            await workflow.sleep(max(until - workflow.now(), MIN_PAUSE))
 
-
-def _left(deadline: datetime) -> timedelta:
-    return max(deadline - workflow.now(), timedelta(seconds=1))
-
-
-def _failure(err: ActivityError) -> SendMessageResult:
-    cause = err.cause
-    if isinstance(cause, ApplicationError):
-        details: dict[str, Any] = {}
-        if cause.details and isinstance(cause.details[0], dict):
-            details = cause.details[0]
-        reason = details.get("reason") or cause.message
-        x_status = details.get("x_status")
-        return SendMessageResult(
-            outcome=SendOutcome.failed,
-            reason=str(reason),
-            error_type=cause.type,
-            x_status=x_status if isinstance(x_status, int) else None,
+    async def _fail(
+        self, request: SendMessageInput, reason: str, error_type: str | None = None
+    ) -> SendMessageResult:
+        await workflow.execute_activity(
+            RECORD_FAILURE,
+            RecordFailureInput(
+                merchant_id=request.merchant_id, message_id=request.message_id, reason=reason
+            ),
+            result_type=bool,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DB_RETRY,
         )
-    if isinstance(cause, TimeoutError):
-        return SendMessageResult(
-            outcome=SendOutcome.failed,
-            reason="X did not accept the message within 24 hours",
-            error_type="DeliveryDeadline",
-        )
-    return SendMessageResult(outcome=SendOutcome.failed, reason=str(cause or err))
+        return SendMessageResult(outcome=SendOutcome.failed, reason=reason, error_type=error_type)
 
 
 WORKFLOWS: list[type] = [SendMessageWorkflow]

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from temporalio.client import Client, WorkflowHandle
-from temporalio.service import RPCError
 
 from api.deps import AccountAdminDep, ContextDep, ReaderDep, SessionDep, TemporalDep
 from api.envelope import Envelope, Page, error_responses, ok
@@ -23,16 +19,7 @@ from models.account import (
     XAccount,
 )
 from services.accounts import accounts as account_service
-from services.core.errors import ServiceUnavailable
-from workflows import ids
-from workflows.accounts import (
-    AccountConnectInput,
-    AccountConnectWorkflow,
-    AccountDisconnectInput,
-    AccountDisconnectWorkflow,
-)
-
-logger = logging.getLogger(__name__)
+from services.accounts import lifecycle
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 
@@ -61,33 +48,15 @@ async def connect_account(
     temporal: TemporalDep,
 ) -> Envelope[AccountPublic]:
     """Connect an X account with its OAuth 1.0a token; a workflow subscribes it to webhooks."""
-    account = await account_service.connect_account(
+    account = await lifecycle.connect(
         session,
+        temporal,
         context.x,
         context.secrets,
+        context.settings,
         principal.merchant_id,
         body,
-        context.settings.x_webhook_id,
     )
-    # The workflow reads the row, so the row must be committed before the workflow starts.
-    await session.commit()
-    try:
-        await temporal.start_workflow(
-            AccountConnectWorkflow.run,
-            AccountConnectInput(
-                merchant_id=account.merchant_id,
-                account_id=account.id,
-                webhook_id=context.settings.x_webhook_id,
-            ),
-            id=ids.account_connect_id(str(account.id)),
-            task_queue=context.settings.task_queue,
-            search_attributes=ids.account_attributes(account.merchant_id, str(account.id)),
-        )
-    except RPCError as exc:
-        await session.delete(account)  # nothing half-done: the caller may simply retry
-        await session.commit()
-        raise ServiceUnavailable("could not start the connect workflow; try again") from exc
-    logger.info("account.connected", extra={"account_id": str(account.id)})
     return ok(AccountPublic.model_validate(account))
 
 
@@ -138,32 +107,5 @@ async def disconnect_account(
     temporal: TemporalDep,
 ) -> Envelope[None]:
     """Disconnect an account: unusable at once; a workflow unsubscribes it and revokes its token."""
-    previous = (account.status, account.status_reason)
-    account_service.mark_disconnected(account)
-    await session.commit()
-    await _cancel_quietly(temporal.get_workflow_handle(ids.account_connect_id(str(account.id))))
-    try:
-        await temporal.start_workflow(
-            AccountDisconnectWorkflow.run,
-            AccountDisconnectInput(
-                merchant_id=account.merchant_id,
-                account_id=account.id,
-                webhook_id=account.webhook_id,
-            ),
-            id=ids.account_disconnect_id(str(account.id)),
-            task_queue=context.settings.task_queue,
-            search_attributes=ids.account_attributes(account.merchant_id, str(account.id)),
-        )
-    except RPCError as exc:
-        account.status, account.status_reason = previous
-        account.disconnected_at = None
-        await session.commit()
-        raise ServiceUnavailable("could not start the disconnect workflow; try again") from exc
-    logger.info("account.disconnected", extra={"account_id": str(account.id)})
+    await lifecycle.disconnect(session, temporal, context.settings, account)
     return ok(None)
-
-
-async def _cancel_quietly(handle: WorkflowHandle[Client, object]) -> None:
-    """A connect workflow still retrying has nothing left to do once the account leaves."""
-    with contextlib.suppress(RPCError):  # finished already, or never started
-        await handle.cancel()

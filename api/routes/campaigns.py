@@ -8,7 +8,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from api.deps import ContextDep, MarketingDep, ReaderDep, SessionDep, TemporalDep
+from api.deps import (
+    ContextDep,
+    MarketingDep,
+    ReaderDep,
+    SessionDep,
+    TemporalDep,
+    TemporalSourceDep,
+)
 from api.envelope import Envelope, Page, error_responses, ok
 from api.pagination import PageDep
 from models.campaign import (
@@ -26,6 +33,7 @@ from models.campaign import (
 from services.campaigns import campaigns as campaign_service
 from services.campaigns import metrics as campaign_metrics
 from services.campaigns import runs as campaign_runs
+from services.campaigns import starts as campaign_starts
 from services.campaigns import test_sends as campaign_tests
 from services.campaigns.campaigns import STARTED
 
@@ -111,24 +119,22 @@ async def get_campaign(
 @router.put(
     "/{campaignId}",
     response_model=Envelope[CampaignPublic],
-    responses=error_responses(400, 401, 403, 404, 422),
+    responses=error_responses(400, 401, 403, 404, 422, 503),
 )
 async def update_campaign(
     body: CampaignUpdate,
     campaign: CampaignForChangeDep,
     session: SessionDep,
     window: ReplyWindowDep,
-    temporal: TemporalDep,
+    context: ContextDep,
+    temporal: TemporalSourceDep,
 ) -> Envelope[CampaignPublic]:
     """Update a draft or scheduled campaign (400 otherwise); a new startAt of a scheduled one
     moves its workflow's timer."""
-    old_schedule = (campaign.start_at, campaign.end_at, campaign.recurrence)
-    campaign = await campaign_service.update_campaign(session, campaign, body)
-    envelope = await _one(session, campaign, window)
-    await session.commit()
-    if (campaign.start_at, campaign.end_at, campaign.recurrence) != old_schedule:
-        await campaign_runs.reschedule(temporal, session, campaign)
-    return envelope
+    campaign = await campaign_starts.update_campaign(
+        session, temporal, context.settings, campaign, body
+    )
+    return await _one(session, campaign, window)
 
 
 @router.post(
@@ -141,22 +147,13 @@ async def start_campaign(
     session: SessionDep,
     window: ReplyWindowDep,
     context: ContextDep,
-    temporal: TemporalDep,
+    temporal: TemporalSourceDep,
 ) -> Envelope[CampaignPublic]:
     """Start: scheduled (future startAt or a recurrence) or running now. 400 without segments
-    or with an invalid template; 409 when already started."""
-    campaign = await campaign_service.mark_started(session, campaign)
-    envelope = await _one(session, campaign, window)
-    # The workflow reads the row: commit first. A failed start leaves the status to retry.
-    await session.commit()
-    try:
-        await campaign_runs.start(temporal, context.settings, session, campaign)
-    except Exception:
-        campaign.status = CampaignStatus.draft
-        session.add(campaign)
-        await session.commit()
-        raise
-    return envelope
+    or with an invalid template; 409 when already started. Accepted for good even while the
+    workflow service is away: the run then starts when it is back."""
+    campaign = await campaign_starts.start_campaign(session, temporal, context.settings, campaign)
+    return await _one(session, campaign, window)
 
 
 @router.post(
@@ -172,10 +169,7 @@ async def pause_campaign(
 ) -> Envelope[CampaignPublic]:
     """Pause a running campaign, or a recurring one between occurrences (its Schedule pauses:
     no occurrence starts until it is resumed); 400 naming the status otherwise."""
-    campaign_service.require_pausable(campaign)
-    await session.commit()
-    await campaign_runs.pause(temporal, session, campaign)
-    await session.refresh(campaign)
+    campaign = await campaign_runs.pause_campaign(temporal, session, campaign)
     return await _one(session, campaign, window)
 
 
@@ -191,10 +185,7 @@ async def resume_campaign(
     temporal: TemporalDep,
 ) -> Envelope[CampaignPublic]:
     """Resume a paused campaign (400 naming the status otherwise)."""
-    campaign_service.require_status(campaign, CampaignStatus.paused, "resumed")
-    await session.commit()
-    await campaign_runs.resume(temporal, session, campaign)
-    await session.refresh(campaign)
+    campaign = await campaign_runs.resume_campaign(temporal, session, campaign)
     return await _one(session, campaign, window)
 
 
@@ -235,13 +226,13 @@ async def test_campaign(
     campaign: CampaignForControlDep,
     session: SessionDep,
     context: ContextDep,
+    temporal: TemporalDep,
 ) -> Envelope[list[CampaignTestResult]]:
     """Send the message now to the listed contacts, as tests (never in the metrics)."""
     results = await campaign_tests.send_tests(
         session,
         settings=context.settings,
-        x=context.x,
-        secrets=context.secrets,
+        temporal=temporal,
         campaign=campaign,
         contact_ids=body.contact_ids,
         variables=body.variables,

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
-from temporalio.client import WorkflowFailureError
-from temporalio.service import RPCError
 
 from api.deps import ContextDep, ReaderDep, SessionDep, TemporalDep, require
 from api.envelope import Envelope, Page, error_responses, ok
@@ -32,12 +29,11 @@ from services.core.errors import (
     AppError,
     BadRequest,
     InvalidState,
-    ServiceUnavailable,
     UpstreamError,
 )
 from services.inbox import conversations as conversation_service
-from services.messaging.outbound import record_failed, start_delivery
-from workflows.messaging import SendMessageResult
+from services.inbox import replies
+from workflows.contracts.messaging import SendMessageResult
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +41,6 @@ router = APIRouter(prefix="/conversations", tags=["conversations"])
 
 AgentDep = Annotated[Principal, Depends(require(Permission.handle_conversations))]
 ConversationId = Annotated[uuid.UUID, Path(alias="conversationId")]
-
-# How long a send request waits for X to accept the message before answering 202.
-SEND_WAIT_SECONDS = 20.0
 
 _ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {
@@ -128,41 +121,20 @@ async def send_message(
     response: Response,
 ) -> Envelope[MessagePublic]:
     """Send a DM in the conversation; 200 once X accepted it, 202 if X is slow (still queued)."""
-    message = await conversation_service.queue_reply(
+    reply = await replies.send_reply(
         session,
+        temporal,
         context.settings,
         merchant_id=principal.merchant_id,
         user_id=principal.user_id,
         conversation_id=conversation_id,
         body=body,
     )
-    # The workflow reads the row, so it must be committed before the workflow starts.
-    await session.commit()
-    try:
-        handle = await start_delivery(temporal, context.settings, message)
-    except RPCError as exc:
-        await record_failed(session, message.id, "the delivery could not be started")
-        await session.commit()
-        raise ServiceUnavailable("could not start the delivery; try again") from exc
-
-    result: SendMessageResult | None = None
-    try:
-        result = await asyncio.wait_for(handle.result(), timeout=SEND_WAIT_SECONDS)
-    except TimeoutError:
-        pass  # still retrying: the message stays queued and is delivered durably
-    except RPCError as exc:  # Temporal went away while we waited; the send itself is durable
-        logger.warning(
-            "message.wait_interrupted", extra={"message_id": str(message.id), "error": str(exc)}
-        )
-    except WorkflowFailureError:
-        logger.exception("message.workflow_failed", extra={"message_id": str(message.id)})
-    await session.refresh(message)
-
+    message, result = reply.message, reply.result
     if message.status == MessageStatus.failed:
         raise _send_failure(message, result)
     if message.status == MessageStatus.queued:
         response.status_code = 202
-        logger.info("message.delivery_pending", extra={"message_id": str(message.id)})
     return ok(MessagePublic.model_validate(message))
 
 
@@ -172,11 +144,11 @@ def _send_failure(message: Message, result: SendMessageResult | None) -> AppErro
     error_type = result.error_type if result else None
     if result and result.x_status is not None:
         details["xStatus"] = result.x_status
-    if error_type == "AccountNotUsable":
+    if error_type in ("AccountNotUsable", "account_unusable"):
         return InvalidState("account is not active", details=details)
     if error_type == "MediaUnavailable":  # the attachment's URL, not X: the caller's to fix
         return BadRequest(f"the attachment cannot be sent: {reason}", details=details)
-    if error_type == "XTokenRevoked":
+    if error_type in ("XTokenRevoked", "XUnauthorized"):
         return UpstreamError(
             "X no longer accepts this account's token; reconnect the account", details=details
         )

@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, FastAPI, Query, Request
@@ -24,14 +25,19 @@ from api.envelope import Envelope, error_responses
 from api.errors import app_error_body
 from models.camel import CamelModel
 from services.core.errors import AppError, Unauthorized, ValidationFailed
-from services.ingestion.connections import IngestionConnections
-from services.ingestion.payloads import (
+from services.ingestion import (
+    SIGNATURE_HEADER,
     GroupCommit,
+    IngestionConnections,
+    IngestionContext,
     MalformedPayload,
+    TriggerRegistry,
+    build_triggers,
+    crc_response_token,
     ingest_payload,
     run_follow_up,
+    signature_is_valid,
 )
-from services.ingestion.signatures import SIGNATURE_HEADER, crc_response_token, signature_is_valid
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +46,10 @@ logger = logging.getLogger(__name__)
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Inside the app's own lifespan: kept connections go back before the engine is disposed."""
     yield
-    group: GroupCommit | None = getattr(app.state, "webhook_ingestion", None)
-    if group is not None:
+    ingestion: _Ingestion | None = getattr(app.state, "webhook_ingestion", None)
+    if ingestion is not None:
         app.state.webhook_ingestion = None
-        await group.aclose()
+        await ingestion.group.aclose()
 
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"], lifespan=_lifespan)
@@ -113,8 +119,10 @@ async def deliver(
     app: Starlette, body: bytes, signature: str | None
 ) -> tuple[dict[str, Any], AfterResponse | None]:
     """Verify, store and apply one delivery: the receipt to answer with, and the work to run
-    once X has its answer (signalling workflows). Events stored but not applied are retried by
-    the worker's maintenance schedule (services/ingestion/reprocess.py). Raises AppError."""
+    once X has its answer (carrying out what the events owe the workflows waiting on their
+    contacts; what it cannot, the worker's maintenance schedule does). Events stored but not
+    applied are retried by that schedule too (services/ingestion/reprocess.py). Raises
+    AppError."""
     context: AppContext = app.state.context
     secret = context.settings.x_consumer_secret.get_secret_value()
     if not signature_is_valid(secret, body, signature):
@@ -126,8 +134,9 @@ async def deliver(
         payload = json.loads(body)
     except ValueError:
         raise ValidationFailed("body", "malformed JSON", status=400) from None
+    ingestion = _ingestion(app, context)
     try:
-        result = await ingest_payload(_group(app, context), context.settings, payload)
+        result = await ingest_payload(ingestion.group, ingestion.context, payload)
     except MalformedPayload as exc:
         raise ValidationFailed("body", str(exc), status=400) from None
     data = {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
@@ -140,6 +149,7 @@ async def deliver(
             temporal=context.temporal.client,
             sessions=context.sessions,
             settings=context.settings,
+            triggers=ingestion.context.triggers,
         )
 
     return data, after
@@ -214,11 +224,25 @@ def _signature(scope: Scope) -> str | None:
     return None
 
 
-def _group(app: Starlette, context: AppContext) -> GroupCommit:
-    """The process's group commit, made on first use (its connections come from the pool)."""
-    group: GroupCommit | None = getattr(app.state, "webhook_ingestion", None)
-    if group is None:
+@dataclass(frozen=True)
+class _Ingestion:
+    group: GroupCommit
+    context: IngestionContext
+
+
+def _ingestion(app: Starlette, context: AppContext) -> _Ingestion:
+    """The process's group commit (its connections come from the pool) and what applying
+    events depends on, made on first use: the triggers are those the app's lifespan built
+    (api/app.py), else those `build_triggers` makes for these settings, the same."""
+    ingestion: _Ingestion | None = getattr(app.state, "webhook_ingestion", None)
+    if ingestion is None:
+        triggers: TriggerRegistry | None = getattr(app.state, "triggers", None)
+        if triggers is None:
+            triggers = build_triggers(context.settings)
         size = max(2, context.settings.database_pool_size // 2)
-        group = GroupCommit(IngestionConnections(context.engine, size))
-        app.state.webhook_ingestion = group
-    return group
+        ingestion = _Ingestion(
+            GroupCommit(IngestionConnections(context.engine, size)),
+            IngestionContext(context.settings, triggers),
+        )
+        app.state.webhook_ingestion = ingestion
+    return ingestion

@@ -53,7 +53,7 @@ def accounts_listing(merchant_id: str, status: AccountStatus | None) -> SelectOf
     return statement
 
 
-async def connect_account(
+async def add_account(
     session: AsyncSession,
     x: XClient,
     secrets: SecretBox,
@@ -61,6 +61,8 @@ async def connect_account(
     request: AccountConnect,
     webhook_id: str,
 ) -> XAccount:
+    """Verify the token with X and add the account, `pending` its subscription (flushed, not
+    committed: `lifecycle.connect` commits it and starts the workflow that subscribes it)."""
     credentials = XCredentials(request.oauth_token, request.oauth_token_secret)
     try:
         user = await asyncio.to_thread(x.get_me, credentials)

@@ -1,4 +1,4 @@
-"""Campaigns: create/update rules, the status machine, and driving the CampaignWorkflow.
+"""Campaigns: create/update rules and the status machine (runs.py and starts.py drive the run).
 
 Statuses: draft → scheduled → running ⇄ paused → completed, plus cancelled and failed. The
 workflow owns the transitions after start (running, paused, completed, failed); the API checks
@@ -264,7 +264,7 @@ async def _check_startable(session: AsyncSession, campaign: Campaign) -> Templat
 
 async def mark_started(session: AsyncSession, campaign: Campaign) -> Campaign:
     """Check a campaign may start and move it to scheduled (future startAt or a recurrence)
-    or running; the caller commits, then starts the workflow (`start_workflow`)."""
+    or running, its run owed to Temporal (`starts.start_campaign` commits, then starts it)."""
     if campaign.status in STARTED:
         raise Conflict(
             f"the campaign is already started ({campaign.status})",
@@ -283,6 +283,7 @@ async def mark_started(session: AsyncSession, campaign: Campaign) -> Campaign:
         campaign.status = CampaignStatus.running
         campaign.started_at = utcnow()
     campaign.status_reason = None
+    campaign.temporal_synced_at = None
     campaign.updated_at = utcnow()
     session.add(campaign)
     await session.flush()

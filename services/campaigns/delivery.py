@@ -10,7 +10,6 @@ X's DM events before it is sent again.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -21,7 +20,6 @@ from typing import Any
 from sqlalchemy import func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,8 +28,10 @@ from models.campaign import Campaign, CampaignRecipient, CampaignStatus, Recipie
 from models.contact import Contact
 from models.db import utcnow
 from models.segment import Segment
+from services.messaging import records
 from services.segments import segments as segment_service
 from services.segments.sql import CONTACTS
+from workflows.contracts.messaging import MessageOutcome, OutcomeState
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ async def remaining(session: AsyncSession, campaign_id: uuid.UUID, occurrence: i
 
 @dataclass(slots=True)
 class Pending:
-    """One recipient of a batch, with what rendering and sending it needs."""
+    """One queued recipient of a batch, with what rendering its message needs."""
 
     recipient: CampaignRecipient
     contact: Contact
@@ -221,9 +221,22 @@ class Pending:
 
 async def in_flight(
     session: AsyncSession, campaign_id: uuid.UUID, occurrence: int, limit: int
-) -> list[Pending]:
-    """Recipients left `sending` by an attempt that ended before recording the outcome."""
-    return await _pending(session, campaign_id, occurrence, RecipientState.sending, limit)
+) -> list[uuid.UUID]:
+    """The messages of recipients an earlier batch claimed but did not settle (the worker
+    died, X was down, the account or the media was held): delivered again, looked for at X
+    first where the outcome is unknown."""
+    rows = await session.execute(
+        select(col(CampaignRecipient.message_id))
+        .where(
+            col(CampaignRecipient.campaign_id) == campaign_id,
+            col(CampaignRecipient.occurrence) == occurrence,
+            col(CampaignRecipient.state) == RecipientState.sending,
+            col(CampaignRecipient.message_id).is_not(None),
+        )
+        .order_by(col(CampaignRecipient.id))
+        .limit(limit)
+    )
+    return [row for row in rows.scalars().all() if row is not None]
 
 
 async def claimable(
@@ -235,26 +248,6 @@ async def claimable(
     exclude_ids: Sequence[uuid.UUID] = (),
 ) -> list[Pending]:
     """Queued recipients, locked; `exclude_ids`: ones this transaction already took."""
-    return await _pending(
-        session,
-        campaign_id,
-        occurrence,
-        RecipientState.queued,
-        limit,
-        exclude_accounts,
-        exclude_ids,
-    )
-
-
-async def _pending(
-    session: AsyncSession,
-    campaign_id: uuid.UUID,
-    occurrence: int,
-    state: RecipientState,
-    limit: int,
-    exclude_accounts: Sequence[uuid.UUID] = (),
-    exclude_ids: Sequence[uuid.UUID] = (),
-) -> list[Pending]:
     statement = (
         select(CampaignRecipient, Contact, XAccount)
         .join(Contact, col(Contact.id) == col(CampaignRecipient.contact_id))
@@ -262,7 +255,7 @@ async def _pending(
         .where(
             col(CampaignRecipient.campaign_id) == campaign_id,
             col(CampaignRecipient.occurrence) == occurrence,
-            col(CampaignRecipient.state) == state,
+            col(CampaignRecipient.state) == RecipientState.queued,
         )
         .order_by(col(CampaignRecipient.id))
         .limit(limit)
@@ -280,245 +273,96 @@ def account_usable(account: XAccount) -> bool:
     return account.status == AccountStatus.active and account.disconnected_at is None
 
 
+async def mark_claimed(
+    session: AsyncSession, claimed: Sequence[tuple[uuid.UUID, uuid.UUID]], at: datetime
+) -> None:
+    """Recipients whose message is queued (recipient id, message id): `sending` from now on."""
+    if claimed:
+        await session.execute(
+            text(
+                """
+UPDATE campaign_recipients AS r SET state = 'sending', message_id = v.message_id, attempt_at = :at
+FROM unnest(CAST(:ids AS uuid[]), CAST(:messages AS uuid[])) AS v(id, message_id)
+WHERE r.id = v.id
+"""
+            ),
+            {"ids": [r for r, _ in claimed], "messages": [m for _, m in claimed], "at": at},
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     recipient_id: uuid.UUID
     state: RecipientState
-    dm_event_id: str | None = None
     error: str | None = None
-    at: datetime | None = None
-    text: str | None = None  # what X received (sent): the inbox shows it
-    media: dict[str, str] | None = None  # the media attached to it, as a message attachment
-
-
-_RECORD = text(
-    """
-UPDATE campaign_recipients AS r
-SET state = v.state,
-    dm_event_id = v.dm_event_id,
-    error = v.error,
-    sent_at = CASE WHEN v.state = 'sent' THEN v.at ELSE r.sent_at END,
-    attempt_at = CASE WHEN v.state = 'queued' THEN NULL ELSE r.attempt_at END
-FROM unnest(
-        CAST(:ids AS uuid[]),
-        CAST(:states AS text[]),
-        CAST(:events AS text[]),
-        CAST(:errors AS text[]),
-        CAST(:ats AS timestamptz[])
-     )
-     AS v(id, state, dm_event_id, error, at)
-WHERE r.id = v.id AND r.state IN ('sending', 'queued')
-RETURNING r.id, r.merchant_id, r.account_id, r.contact_id, r.campaign_id, r.state,
-    r.dm_event_id, r.sent_at
-"""
-)
 
 
 async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
-    """Write a batch's outcomes in one statement; the DMs it settles as sent are then put in
-    their contacts' conversations (`record_in_inbox`), in the same transaction."""
-    if not outcomes:
-        return
-    recorded = await session.execute(
-        _RECORD,
-        {
-            "ids": [o.recipient_id for o in outcomes],
-            "states": [o.state.value for o in outcomes],
-            "events": [o.dm_event_id for o in outcomes],
-            "errors": [o.error[:1024] if o.error else None for o in outcomes],
-            "ats": [o.at for o in outcomes],
-        },
-    )
-    texts = {o.recipient_id: o.text for o in outcomes}
-    media = {o.recipient_id: o.media for o in outcomes if o.media}
-    await record_in_inbox(
-        session,
-        [
-            CampaignDM(
-                merchant_id=row.merchant_id,
-                account_id=row.account_id,
-                contact_id=row.contact_id,
-                campaign_id=row.campaign_id,
-                dm_event_id=row.dm_event_id,
-                text=texts[row.id] or "",
-                sent_at=row.sent_at,
-                attachments=(media[row.id],) if row.id in media else (),
-            )
-            for row in recorded
-            # Only what this call settled as sent: a recipient recorded before is in already.
-            if row.state == RecipientState.sent and row.dm_event_id and texts.get(row.id)
-        ],
-    )
-
-
-# The inbox ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CampaignDM:
-    """A DM a campaign (or a test send of it) delivered: X's event id and the text X took."""
-
-    merchant_id: str
-    account_id: uuid.UUID
-    contact_id: uuid.UUID
-    campaign_id: uuid.UUID
-    dm_event_id: str
-    text: str
-    sent_at: datetime
-    attachments: tuple[dict[str, str], ...] = ()  # the media X attached, if any
-
-
-# Each DM becomes an outbound `sent` message in the contact's open conversation (one is opened
-# when there is none; the contact's conversation_count counts it), which shows it as recent
-# activity (message_count, last_message_at), as ingestion does for a DM it records.
-#
-# The webhook's echo of a DM settles the message holding its X event id (ingestion's MESSAGE
-# statement), so once this is committed the echo adds nothing. An echo that got here first was
-# stored as an outbound message of its own, already counted in the conversation: that message
-# becomes the campaign's (`echoed`), none is added. An echo stored concurrently, after this
-# statement's snapshot, makes the INSERT hit the unique X event id: the caller retries with a
-# fresh snapshot, which finds it. (A contact erased concurrently fails a foreign key: the
-# retry finds it gone, and records nothing for it.)
-#
-# Conversations are upserted in contact order, so that two batches touching the same contacts
-# take their locks in the same order.
-_INBOX = text(
-    """
-WITH src AS (
-    SELECT v.merchant_id, v.account_id, v.contact_id, v.campaign_id, v.event_id, v.content, v.at,
-        CAST(v.attachments AS jsonb) AS attachments
-    FROM unnest(
-            CAST(:merchants AS text[]),
-            CAST(:accounts AS uuid[]),
-            CAST(:contacts AS uuid[]),
-            CAST(:campaigns AS uuid[]),
-            CAST(:events AS text[]),
-            CAST(:contents AS text[]),
-            CAST(:ats AS timestamptz[]),
-            CAST(:attachments AS text[])
-         ) AS v(merchant_id, account_id, contact_id, campaign_id, event_id, content, at,
-            attachments)
-    JOIN contacts k ON k.id = v.contact_id AND k.merchant_id = v.merchant_id
-),
-echoed AS (
-    UPDATE messages m
-    SET campaign_id = src.campaign_id, content = src.content, updated_at = now(),
-        attachments = CASE WHEN src.attachments = '[]'::jsonb THEN m.attachments
-                           ELSE src.attachments END
-    FROM src
-    WHERE m.account_id = src.account_id AND m.twitter_message_id = src.event_id
-    RETURNING m.id
-),
-fresh AS (
-    SELECT src.* FROM src
-    WHERE NOT EXISTS (
-        SELECT 1 FROM messages m
-        WHERE m.account_id = src.account_id AND m.twitter_message_id = src.event_id
-    )
-),
-per_contact AS (
-    SELECT gen_random_uuid() AS proposed, merchant_id, account_id, contact_id,
-        count(*) AS n, min(at) AS first_at, max(at) AS last_at
-    FROM fresh
-    GROUP BY merchant_id, account_id, contact_id
-),
-conversation AS (
-    INSERT INTO conversations AS o (
-        id, merchant_id, created_at, updated_at, account_id, contact_id, status, channel,
-        started_at, last_message_at, message_count)
-    SELECT proposed, merchant_id, now(), now(), account_id, contact_id, 'open', 'direct_message',
-        first_at, last_at, n
-    FROM per_contact
-    ORDER BY contact_id
-    ON CONFLICT (contact_id) WHERE status = 'open' DO UPDATE SET
-        message_count = o.message_count + excluded.message_count,
-        last_message_at = greatest(o.last_message_at, excluded.last_message_at),
-        updated_at = excluded.updated_at
-    RETURNING o.id, o.contact_id
-),
-opened AS (
-    UPDATE contacts c
-    SET conversation_count = c.conversation_count + 1, updated_at = now()
-    FROM conversation
-    JOIN per_contact p ON p.contact_id = conversation.contact_id
-    WHERE c.id = conversation.contact_id AND conversation.id = p.proposed
-    RETURNING c.id
-),
-message AS (
-    INSERT INTO messages (
-        id, merchant_id, created_at, updated_at, conversation_id, account_id, contact_id,
-        direction, type, content, attachments, is_from_bot, twitter_message_id, sent_at,
-        status, campaign_id)
-    SELECT gen_random_uuid(), fresh.merchant_id, now(), now(), conversation.id,
-        fresh.account_id, fresh.contact_id, 'outbound', 'text', fresh.content, fresh.attachments,
-        false, fresh.event_id, fresh.at, 'sent', fresh.campaign_id
-    FROM fresh
-    JOIN conversation ON conversation.contact_id = fresh.contact_id
-    RETURNING id
-)
-SELECT (SELECT count(*) FROM message) AS added,
-    (SELECT count(*) FROM echoed) AS echoed,
-    (SELECT count(*) FROM opened) AS opened
+    """Settle recipients that never got a message (not rendered, refused at claim)."""
+    if outcomes:
+        await session.execute(
+            text(
+                """
+UPDATE campaign_recipients AS r SET state = v.state, error = v.error
+FROM unnest(CAST(:ids AS uuid[]), CAST(:states AS text[]), CAST(:errors AS text[]))
+    AS v(id, state, error)
+WHERE r.id = v.id AND r.state IN ('queued', 'sending')
 """
-)
-
-INBOX_ATTEMPTS = 3
-
-
-async def record_in_inbox(session: AsyncSession, dms: Sequence[CampaignDM]) -> None:
-    """Record campaign DMs X accepted as outbound messages of their contacts' conversations,
-    in one statement (see `_INBOX`), in the caller's transaction."""
-    if not dms:
-        return
-    params = {
-        "merchants": [d.merchant_id for d in dms],
-        "accounts": [d.account_id for d in dms],
-        "contacts": [d.contact_id for d in dms],
-        "campaigns": [d.campaign_id for d in dms],
-        "events": [d.dm_event_id for d in dms],
-        "contents": [d.text for d in dms],
-        "ats": [d.sent_at for d in dms],
-        "attachments": [json.dumps(list(d.attachments)) if d.attachments else "[]" for d in dms],
-    }
-    for attempt in range(INBOX_ATTEMPTS):
-        try:
-            async with session.begin_nested():  # a failed try leaves the transaction usable
-                row = (await session.execute(_INBOX, params)).one()
-        except IntegrityError:
-            if attempt == INBOX_ATTEMPTS - 1:
-                raise
-            logger.debug("campaign.inbox_retry", extra={"dms": len(dms)})
-            continue
-        logger.debug(
-            "campaign.inbox",
-            extra={"added": row.added, "echoed": row.echoed, "opened": row.opened},
+            ),
+            {
+                "ids": [o.recipient_id for o in outcomes],
+                "states": [o.state.value for o in outcomes],
+                "errors": [o.error[:1024] if o.error else None for o in outcomes],
+            },
         )
-        return
 
 
-async def mark_sending(
-    session: AsyncSession, recipient_ids: Sequence[uuid.UUID], at: datetime
-) -> None:
-    if recipient_ids:
+# What a message's outcome makes of its recipient; pending and held ones stay `sending`.
+_RECIPIENT_STATES = {
+    OutcomeState.sent: RecipientState.sent,
+    OutcomeState.failed: RecipientState.failed,
+    OutcomeState.skipped: RecipientState.skipped,
+}
+
+
+async def settle_recipients(session: AsyncSession, outcomes: Sequence[MessageOutcome]) -> None:
+    """The send path's outcomes, written to the recipients whose messages they are, in the
+    send path's own transaction (its `on_settled`). A message held back (the account cannot
+    send, the card's media cannot be had) that X certainly never had is withdrawn: its
+    recipient is queued again, claimed afresh when the campaign resumes."""
+    held = await records.withdrawable(
+        session, [o.message_id for o in outcomes if o.state is OutcomeState.held]
+    )
+    if held:
         await session.execute(
             update(CampaignRecipient)
-            .where(col(CampaignRecipient.id).in_(list(recipient_ids)))
-            .values(state=RecipientState.sending, attempt_at=at)
+            .where(col(CampaignRecipient.message_id).in_(held))
+            .values(state=RecipientState.queued, message_id=None, attempt_at=None)
         )
-
-
-async def event_ids_taken(
-    session: AsyncSession, contact_id: uuid.UUID, recipient_id: uuid.UUID, candidates: list[str]
-) -> set[str]:
-    """X event ids another recipient row of this contact already holds (an earlier occurrence or
-    campaign with the same text): not candidates for this one."""
-    if not candidates:
-        return set()
-    rows = await session.execute(
-        select(col(CampaignRecipient.dm_event_id)).where(
-            col(CampaignRecipient.contact_id) == contact_id,
-            col(CampaignRecipient.id) != recipient_id,
-            col(CampaignRecipient.dm_event_id).in_(candidates),
-        )
+        await records.withdraw(session, held)
+    settled = [o for o in outcomes if o.state in _RECIPIENT_STATES]
+    if not settled:
+        return
+    await session.execute(
+        text(
+            """
+UPDATE campaign_recipients AS r
+SET state = v.state, dm_event_id = v.dm_event_id, error = v.error,
+    sent_at = CASE WHEN v.state = 'sent' THEN v.at ELSE r.sent_at END
+FROM unnest(
+        CAST(:messages AS uuid[]), CAST(:states AS text[]), CAST(:events AS text[]),
+        CAST(:errors AS text[]), CAST(:ats AS timestamptz[])
+     ) AS v(message_id, state, dm_event_id, error, at)
+WHERE r.message_id = v.message_id AND r.state IN ('sending', 'queued')
+"""
+        ),
+        {
+            "messages": [o.message_id for o in settled],
+            "states": [_RECIPIENT_STATES[o.state].value for o in settled],
+            "events": [o.dm_event_id for o in settled],
+            "errors": [
+                None if o.state is OutcomeState.sent else (o.reason or "")[:1024] for o in settled
+            ],
+            "ats": [o.sent_at for o in settled],
+        },
     )
-    return {r for r in rows.scalars().all() if r}

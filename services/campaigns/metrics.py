@@ -24,7 +24,12 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.campaign import CampaignMetrics, CampaignMetricsDetail, TimelineBucket
+from models.campaign import (
+    CampaignMetrics,
+    CampaignMetricsDetail,
+    SkippedReasons,
+    TimelineBucket,
+)
 
 # An inbound DM this long after the campaign message counts as a reply to it.
 DEFAULT_REPLY_WINDOW = timedelta(hours=72)  # MKTX_CAMPAIGN_REPLY_WINDOW_HOURS
@@ -39,6 +44,7 @@ class Bucket(StrEnum):
 _PER_RECIPIENT = """
 SELECT r.campaign_id,
        r.state,
+       r.error,
        (r.clicked_at IS NOT NULL) AS clicked,
        (r.state = 'sent' AND (r.read_at IS NOT NULL OR EXISTS (
             SELECT 1 FROM webhook_events w
@@ -60,7 +66,7 @@ SELECT r.campaign_id,
               AND m.sent_at <= r.sent_at + :reply_window
        ))) AS replied
 FROM campaign_recipients r
-JOIN contacts c ON c.id = r.contact_id
+LEFT JOIN contacts c ON c.id = r.contact_id  -- an erased contact's row stays, naming nobody
 JOIN x_accounts a ON a.id = r.account_id
 WHERE r.campaign_id = ANY(:campaign_ids)
 """
@@ -76,7 +82,9 @@ SELECT campaign_id,
        count(*) FILTER (WHERE replied) AS replied,
        count(*) AS recipients,
        count(*) FILTER (WHERE state IN ('queued', 'sending')) AS queued,
-       count(*) FILTER (WHERE state = 'skipped') AS skipped
+       count(*) FILTER (WHERE state = 'skipped') AS skipped,
+       count(*) FILTER (WHERE state = 'skipped' AND error = 'opted_out') AS skipped_opted_out,
+       count(*) FILTER (WHERE state = 'skipped' AND error = 'deleted') AS skipped_deleted
 FROM ({_PER_RECIPIENT}) per
 GROUP BY campaign_id
 """
@@ -157,6 +165,11 @@ async def campaign_metrics(
         recipients=row["recipients"],
         queued=row["queued"],
         skipped=row["skipped"],
+        skipped_reasons=SkippedReasons(
+            opted_out=row["skipped_opted_out"],
+            deleted=row["skipped_deleted"],
+            other=row["skipped"] - row["skipped_opted_out"] - row["skipped_deleted"],
+        ),
         open_rate=_rate(row["opened"], delivered),
         click_rate=_rate(row["clicked"], delivered),
         reply_rate=_rate(row["replied"], delivered),

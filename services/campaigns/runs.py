@@ -1,5 +1,6 @@
-"""Driving CampaignWorkflow from the API: start (or a Temporal Schedule for a recurrence),
-reschedule, pause and resume (Updates), live progress (Query)."""
+"""Driving a campaign's Temporal run from the API: its input and Schedule spec, reschedule,
+pause and resume (Updates), live progress (Query). Starting it, durably, is starts.py's.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +13,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import (
     Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleCalendarSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
     ScheduleRange,
     ScheduleSpec,
     ScheduleUpdate,
@@ -27,17 +23,16 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
-from mktx.settings import Settings
 from models.account import XAccount
 from models.campaign import Campaign, CampaignStatus, Recurrence
 from models.db import utcnow
-from services.core.errors import Conflict, InvalidState, ServiceUnavailable
+from services.campaigns import campaigns as campaign_service
+from services.core.errors import InvalidState, ServiceUnavailable
 from workflows import ids
-from workflows.campaign import CampaignInput, CampaignProgress, CampaignWorkflow, ScheduleChange
+from workflows.campaign import CampaignWorkflow
+from workflows.contracts.campaigns import CampaignInput, CampaignProgress, ScheduleChange
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +43,9 @@ CONCURRENCY = 32
 _WEEKDAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]
 
 
-def _input(campaign: Campaign, *, recurring: bool) -> CampaignInput:
+def run_input(campaign: Campaign, *, recurring: bool) -> CampaignInput:
+    """What the campaign's workflow starts with (a recurrence's Schedule passes it to each
+    occurrence, whose times are the Schedule's own)."""
     return CampaignInput(
         merchant_id=campaign.merchant_id,
         campaign_id=campaign.id,
@@ -100,46 +97,6 @@ def schedule_spec(
     return ScheduleSpec(calendars=[calendar], time_zone_name=zone, start_at=start_at, end_at=end_at)
 
 
-async def start(
-    temporal: Client, settings: Settings, session: AsyncSession, campaign: Campaign
-) -> None:
-    """Start the committed campaign's workflow, or its Schedule when it recurs."""
-    attributes = ids.campaign_attributes(campaign.merchant_id, str(campaign.id))
-    try:
-        if campaign.recurrence is not None:
-            recurrence = Recurrence.model_validate(campaign.recurrence)
-            timezone = await account_timezone(session, campaign.merchant_id)
-            await temporal.create_schedule(
-                ids.campaign_schedule_id(str(campaign.id)),
-                Schedule(
-                    action=ScheduleActionStartWorkflow(
-                        CampaignWorkflow.run,
-                        _input(campaign, recurring=True),
-                        id=ids.campaign_id(str(campaign.id)),
-                        task_queue=settings.task_queue,
-                        typed_search_attributes=attributes,
-                    ),
-                    spec=schedule_spec(recurrence, timezone, campaign.start_at, campaign.end_at),
-                    # An occurrence still sending when the next is due: the next waits.
-                    policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.BUFFER_ONE),
-                ),
-            )
-        else:
-            await temporal.start_workflow(
-                CampaignWorkflow.run,
-                _input(campaign, recurring=False),
-                id=ids.campaign_id(str(campaign.id)),
-                task_queue=settings.task_queue,
-                search_attributes=attributes,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
-    except (WorkflowAlreadyStartedError, ScheduleAlreadyRunningError):
-        raise Conflict("the campaign is already started") from None
-    except RPCError as exc:
-        raise ServiceUnavailable(f"the workflow service is unavailable: {exc.message}") from None
-    logger.info("campaign.workflow_started", extra={"campaign_id": str(campaign.id)})
-
-
 def handle(temporal: Client, campaign: Campaign) -> WorkflowHandle[Any, CampaignProgress]:
     """The running occurrence: the one that began last (its workflow id is the run key)."""
     workflow_id = campaign.last_run_key or ids.campaign_id(str(campaign.id))
@@ -147,8 +104,9 @@ def handle(temporal: Client, campaign: Campaign) -> WorkflowHandle[Any, Campaign
 
 
 async def reschedule(temporal: Client, session: AsyncSession, campaign: Campaign) -> None:
-    """A scheduled campaign's new startAt/endAt reaches its waiting workflow; a recurring
-    one's new recurrence/startAt/endAt its Temporal Schedule."""
+    """A scheduled campaign's startAt/endAt reach its waiting workflow; a recurring one's
+    recurrence, startAt and endAt its Temporal Schedule. Raises RPCError when Temporal cannot
+    take them (the caller leaves them owed); a one-off run that has ended takes nothing."""
     if campaign.status != CampaignStatus.scheduled:
         return
     if campaign.recurrence is not None:
@@ -174,10 +132,29 @@ async def reschedule(temporal: Client, session: AsyncSession, campaign: Campaign
             ScheduleChange(start_at=campaign.start_at, end_at=campaign.end_at),
         )
     except RPCError as exc:
-        logger.warning(
-            "campaign.reschedule_failed",
-            extra={"campaign_id": str(campaign.id), "error": exc.message},
-        )
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        logger.warning("campaign.reschedule_run_ended", extra={"campaign_id": str(campaign.id)})
+
+
+async def pause_campaign(temporal: Client, session: AsyncSession, campaign: Campaign) -> Campaign:
+    """Pause (see `pause`), answering the campaign as it is then; 400 naming the status when
+    it cannot pause."""
+    campaign_service.require_pausable(campaign)
+    # No transaction held open while the run's Update waits on its own write to this row.
+    await session.commit()
+    await pause(temporal, session, campaign)
+    await session.refresh(campaign)
+    return campaign
+
+
+async def resume_campaign(temporal: Client, session: AsyncSession, campaign: Campaign) -> Campaign:
+    """Resume (see `resume`), answering the campaign as it is then; 400 unless paused."""
+    campaign_service.require_status(campaign, CampaignStatus.paused, "resumed")
+    await session.commit()  # as in pause_campaign
+    await resume(temporal, session, campaign)
+    await session.refresh(campaign)
+    return campaign
 
 
 async def pause(temporal: Client, session: AsyncSession, campaign: Campaign) -> CampaignStatus:

@@ -1,7 +1,9 @@
 """Test sends: a campaign's message rendered with the given variables and sent now to listed
-contacts (allowed in draft). Each goes through the quota ledger, is stored as a
-`CampaignTestSend` (never a recipient), and so never counts in the metrics. What X took is
-also an outbound message of the contact's conversation, like the campaign's own DMs."""
+contacts (allowed in draft). Each goes through the one send path — queued with its quota slot
+and the checks of the moment, then delivered durably by its own SendMessageWorkflow, exactly
+once — and is stored as a `CampaignTestSend` (never a recipient), so it never counts in the
+metrics. The answer waits a little for the deliveries and says how each went; one still on
+its way when the wait ends is `queued` (it is delivered all the same)."""
 
 from __future__ import annotations
 
@@ -9,54 +11,43 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
 
-from integrations.x import XClient, XCredentials, XError
-from mktx.secrets import SecretBox
 from mktx.settings import Settings
-from models.account import XAccount
 from models.campaign import Campaign, CampaignTestResult, CampaignTestSend, RecipientState
 from models.contact import Contact
-from models.db import utcnow
+from models.conversation import Message
 from models.quota import SendKind
 from models.template import Template
-from services.accounts.accounts import AccountNotUsable, load_credentials
-from services.campaigns.delivery import CampaignDM, account_usable, record_in_inbox
 from services.campaigns.links import redirect_base, rewrite_links, store_links
 from services.core.errors import BadRequest, ValidationFailed
-from services.messaging.media import (
-    FetchedMedia,
-    MediaRef,
-    MediaUnavailable,
-    allow_private_hosts,
-    fetch_media,
-    upload_media,
-)
-from services.messaging.outbound import quota_error
-from services.messaging.quota import (
-    QuotaExhausted,
-    limits_from_settings,
-    release_send_quota,
-    reserve_send_quota,
-)
+from services.messaging import OutgoingDM, Refusal, queue_messages, quota_error, start_delivery
+from services.messaging.queue import card_attachments
 from services.templates.templates import TemplateRenderError, render_for_contact, stored_card
+from workflows.contracts.messaging import SendMessageResult, SendOutcome
 
 logger = logging.getLogger(__name__)
+
+# How long the answer waits for the deliveries (X answers in well under a second).
+ANSWER_WAIT = timedelta(seconds=20)
 
 
 async def send_tests(
     session: AsyncSession,
     *,
     settings: Settings,
-    x: XClient,
-    secrets: SecretBox,
+    temporal: Client,
     campaign: Campaign,
     contact_ids: list[uuid.UUID],
     variables: Mapping[str, Any],
+    wait: timedelta = ANSWER_WAIT,
 ) -> list[CampaignTestResult]:
+    """Queue, commit, deliver and wait; the tests' rows are committed with what is known."""
     if campaign.template_id is None:
         raise BadRequest("the campaign has no template", details={"field": "templateId"})
     template = await session.get(Template, campaign.template_id)
@@ -80,10 +71,10 @@ async def send_tests(
             raise ValidationFailed(f"contactIds[{i}]", f"no contact {contact_id}")
     values = {**campaign.variables, **variables}
     card = stored_card(template)
-    media = _CardMedia(settings, x, card.media_url) if card and card.media_url else None
+    attachments = card_attachments(card.media_url if card else None)
     base = redirect_base(settings)
-    results: list[CampaignTestResult] = []
-    delivered: list[CampaignDM] = []  # what X took: shown in the contacts' conversations
+    tests: dict[uuid.UUID, CampaignTestSend] = {}
+    dms: list[OutgoingDM] = []
     for contact_id in wanted:
         contact = contacts[contact_id]
         test = CampaignTestSend(
@@ -92,118 +83,100 @@ async def send_tests(
             contact_id=contact.id,
             text="",
         )
+        tests[contact_id] = test
         try:
             rendered = render_for_contact(template, contact, values)
         except TemplateRenderError as exc:
-            test.text, test.state, test.error = "", RecipientState.failed, str(exc)
-            session.add(test)
-            results.append(_result(test))
+            test.state, test.error = RecipientState.failed, str(exc)
             continue
-        text, links = rewrite_links(
+        test.text, links = rewrite_links(
             rendered.text, base=base, owner_id=test.id, recipient_id=None, contact_id=contact.id
         )
-        test.text = text
-        account = await session.get(XAccount, contact.account_id)
-        if account is None or not account_usable(account):
-            test.state, test.error = RecipientState.failed, "the contact's X account is not usable"
-            session.add(test)
-            results.append(_result(test))
-            continue
-        try:
-            reservation = await reserve_send_quota(
-                session,
-                merchant_id=campaign.merchant_id,
-                account_id=account.id,
-                kind=SendKind.campaign,
-                limits=limits_from_settings(settings),
-                message_id=test.id,
-            )
-        except QuotaExhausted as exc:
-            raise quota_error(exc) from None
         await store_links(session, campaign.merchant_id, campaign.id, links)
-        try:
-            _, credentials = await load_credentials(
-                session, secrets, account.id, allow_disconnected=False
+        dms.append(
+            OutgoingDM(
+                kind=SendKind.campaign,
+                contact_id=contact.id,
+                content=test.text,
+                attachments=attachments,
+                campaign_id=campaign.id,
             )
-            ref = await media.for_account(account.id, credentials) if media else None
-            sent = await asyncio.to_thread(
-                x.send_dm,
-                credentials,
-                contact.twitter_user_id,
-                text,
-                ref.media_id if ref else None,
+        )
+    queued = await queue_messages(session, settings, campaign.merchant_id, dms)
+    for refused in queued.refused:
+        if refused.quota is not None:
+            raise quota_error(refused.quota)
+        test = tests[refused.dm.contact_id]
+        test.state = (
+            RecipientState.skipped
+            if refused.reason
+            in (
+                Refusal.opted_out,
+                Refusal.deleted,
             )
-        except (XError, AccountNotUsable, MediaUnavailable) as exc:
-            await release_send_quota(session, reservation.id)
-            test.state = RecipientState.failed
-            if isinstance(exc, MediaUnavailable):
-                test.error = f"the card's media {exc}"  # nothing sent without it
-            else:
-                test.error = getattr(exc, "reason", None) or str(exc)
-        else:
-            test.state, test.dm_event_id = RecipientState.sent, sent.dm_event_id
-            delivered.append(
-                CampaignDM(
-                    merchant_id=campaign.merchant_id,
-                    account_id=account.id,
-                    contact_id=contact.id,
-                    campaign_id=campaign.id,
-                    dm_event_id=sent.dm_event_id,
-                    text=text,
-                    sent_at=utcnow(),
-                    attachments=(ref.attachment(),) if ref else (),
-                )
-            )
-        session.add(test)
-        results.append(_result(test, rendered=text))
-    await session.flush()
-    await record_in_inbox(session, delivered)
-    logger.info(
-        "campaign.test_sent", extra={"campaign_id": str(campaign.id), "contacts": len(results)}
+            else RecipientState.failed
+        )
+        test.error = f"{refused.detail} ({refused.reason.value})"
+    for dm in queued.queued:
+        tests[dm.contact_id].message_id = dm.message_id
+    session.add_all(tests.values())
+    # The deliveries read the messages: committed before they start.
+    await session.commit()
+    outcomes = await _deliver(
+        temporal, settings, session, [dm.message_id for dm in queued.queued], wait
     )
-    return results
+    for test in tests.values():
+        outcome = outcomes.get(test.message_id) if test.message_id else None
+        if outcome is None:
+            continue
+        if outcome.outcome is SendOutcome.sent:
+            test.state, test.dm_event_id = RecipientState.sent, outcome.twitter_message_id
+        elif outcome.cause is not None:  # nothing goes out without the card's media
+            test.state, test.error = RecipientState.failed, f"the card's media {outcome.cause}"
+        else:
+            test.state, test.error = RecipientState.failed, outcome.reason
+    session.add_all(tests.values())
+    await session.flush()
+    logger.info(
+        "campaign.test_sent", extra={"campaign_id": str(campaign.id), "contacts": len(tests)}
+    )
+    return [_result(test) for test in tests.values()]
 
 
-class _CardMedia:
-    """The card's media for test sends: fetched once, uploaded once per account; a failure
-    fails the tests of that account with the reason (none goes out without its image)."""
+async def _deliver(
+    temporal: Client,
+    settings: Settings,
+    session: AsyncSession,
+    message_ids: list[uuid.UUID],
+    wait: timedelta,
+) -> dict[uuid.UUID, SendMessageResult]:
+    """Start each delivery and wait for them, up to `wait`. A delivery that could not be
+    started (Temporal away) is started by the maintenance schedule's sweep; one not done in
+    time goes on. Answers the results known by then."""
+    rows = await session.exec(select(Message).where(col(Message.id).in_(message_ids)))
+    messages = list(rows.all())
 
-    def __init__(self, settings: Settings, x: XClient, url: str) -> None:
-        self._settings = settings
-        self._x = x
-        self._url = url
-        self._fetched: FetchedMedia | MediaUnavailable | None = None
-        self._refs: dict[uuid.UUID, MediaRef | MediaUnavailable] = {}
+    async def one(message: Message) -> tuple[uuid.UUID, SendMessageResult | None]:
+        try:
+            handle = await start_delivery(temporal, settings, message)
+            return message.id, await asyncio.wait_for(handle.result(), wait.total_seconds())
+        except Exception as exc:  # Temporal away or slow: the message stays queued, swept later
+            logger.warning(
+                "campaign.test_send_pending",
+                extra={"message_id": str(message.id), "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return message.id, None
 
-    async def for_account(self, account_id: uuid.UUID, credentials: XCredentials) -> MediaRef:
-        if self._fetched is None:
-            try:
-                self._fetched = await fetch_media(
-                    self._url, allow_private=allow_private_hosts(self._settings)
-                )
-            except MediaUnavailable as exc:
-                self._fetched = exc
-        if isinstance(self._fetched, MediaUnavailable):
-            raise self._fetched
-        if account_id not in self._refs:
-            try:
-                self._refs[account_id] = await upload_media(self._x, credentials, self._fetched)
-            except XError as exc:
-                self._refs[account_id] = MediaUnavailable(
-                    self._url, f"could not be uploaded to X: {exc}"
-                )
-        ref = self._refs[account_id]
-        if isinstance(ref, MediaUnavailable):
-            raise ref
-        return ref
+    done = await asyncio.gather(*(one(m) for m in messages))
+    return {message_id: result for message_id, result in done if result is not None}
 
 
-def _result(test: CampaignTestSend, rendered: str | None = None) -> CampaignTestResult:
+def _result(test: CampaignTestSend) -> CampaignTestResult:
     assert test.contact_id is not None
     return CampaignTestResult(
         contact_id=test.contact_id,
         status=RecipientState(test.state),
         dm_event_id=test.dm_event_id,
         error=test.error,
-        rendered=rendered,
+        rendered=test.text or None,
     )

@@ -17,7 +17,7 @@ from models.account import XAccount
 from models.conversation import Conversation, Message
 from models.quota import SendKind
 from services.core.errors import AppError
-from services.messaging.outbound import queue_outbound
+from services.messaging import OutgoingDM, queue_outbound
 
 logger = logging.getLogger(__name__)
 
@@ -97,11 +97,11 @@ async def apply_consent_keyword(
         async with session.begin_nested():
             return await queue_outbound(
                 session,
-                settings=settings,
-                account=account,
-                conversation=conversation,
-                content=confirmation,
-                kind=SendKind.system,
+                settings,
+                conversation,
+                OutgoingDM(
+                    kind=SendKind.system, contact_id=conversation.contact_id, content=confirmation
+                ),
             )
     except AppError as exc:
         logger.warning(

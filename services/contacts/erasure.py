@@ -9,16 +9,18 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Delete, delete, or_, select
+from sqlalchemy import Delete, delete, or_, select, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from models.campaign import CampaignRecipient, RecipientState
 from models.contact import Contact, ContactDeletion
 from models.conversation import Conversation, Message
 from models.listener import WorkflowListener
 from models.webhook_event import WebhookEvent
+from workflows.contracts.messaging import SkipReason
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,16 @@ async def erase_contact(session: AsyncSession, contact: Contact, *, deleted_by: 
                 )
             )
         ).scalars()
+    )
+    # Campaign DMs not yet sent to the person never will be: skipped, counted as such in the
+    # campaign's figures (their rows stay, the contact's id nulled by the foreign key).
+    skipped = await session.execute(
+        update(CampaignRecipient)
+        .where(
+            col(CampaignRecipient.contact_id) == contact_id,
+            col(CampaignRecipient.state).in_([RecipientState.queued, RecipientState.sending]),
+        )
+        .values(state=RecipientState.skipped, error=SkipReason.deleted.value)
     )
     # Explicit deletes (the foreign keys would cascade) so the audit record can count them.
     removed = {
@@ -98,7 +110,12 @@ async def erase_contact(session: AsyncSession, contact: Contact, *, deleted_by: 
     await session.flush()
     logger.info(
         "contact.erased",
-        extra={"contact_id": str(contact_id), "deletion_id": str(deletion.id), **removed},
+        extra={
+            "contact_id": str(contact_id),
+            "deletion_id": str(deletion.id),
+            "campaign_dms_skipped": int(skipped.rowcount or 0),  # type: ignore[attr-defined]
+            **removed,
+        },
     )
     return Erasure(deletion=deletion, listener_workflow_ids=listener_workflow_ids)
 

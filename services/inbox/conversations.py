@@ -10,21 +10,16 @@ from sqlalchemy import Select, nulls_last
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from mktx.settings import Settings
-from models.account import XAccount
 from models.contact import Contact
 from models.conversation import (
     Conversation,
     ConversationContact,
     ConversationStatus,
     Message,
-    MessageSend,
 )
 from models.db import utcnow
-from models.quota import SendKind
 from services.core.errors import InvalidState
 from services.core.tenancy import get_owned, owned_by
-from services.messaging.outbound import queue_outbound
 
 
 async def get_conversation(
@@ -85,34 +80,6 @@ async def conversation_messages(session: AsyncSession, conversation: Conversatio
         .order_by(col(Message.sent_at), col(Message.created_at), col(Message.id))
     )
     return list((await session.exec(statement)).all())
-
-
-async def queue_reply(
-    session: AsyncSession,
-    settings: Settings,
-    *,
-    merchant_id: str,
-    user_id: str,
-    conversation_id: uuid.UUID,
-    body: MessageSend,
-) -> Message:
-    """An agent's reply, queued for delivery (the caller commits, then starts delivery)."""
-    # Locked so that a close running at the same moment cannot slip between check and insert.
-    conversation = await get_conversation(session, merchant_id, conversation_id, for_update=True)
-    account = await get_owned(
-        session, XAccount, merchant_id, conversation.account_id, resource="account"
-    )
-    return await queue_outbound(
-        session,
-        settings=settings,
-        account=account,
-        conversation=conversation,
-        content=body.content,
-        kind=SendKind.inbox,
-        sent_by_user_id=user_id,
-        attachments=[attachment.model_dump(mode="json") for attachment in body.attachments],
-        message_type=body.type,
-    )
 
 
 async def close_conversation(

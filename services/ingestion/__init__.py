@@ -1,0 +1,44 @@
+"""Webhook ingestion: the one place where an Account Activity event becomes domain changes, and
+what it owes the workflows waiting on its contact becomes durable.
+
+- `payloads`: `ingest_payload`, a verified delivery stored and applied (`batch`: the group
+  commit; `apply` and `sql`: one statement per event, which also records its follow-ups).
+- `follow_up`: `run_follow_up` (after the answer) and `carry_out_due` (the maintenance step)
+  carry out the recorded follow-ups exactly once per event and target (`dispatch`).
+- `triggers`: `build_triggers`, the process's `TriggerRegistry` of workflows events start.
+- `reprocess`: `reprocess_due`, events whose application failed applied again later.
+- `signatures`: X's webhook signatures and CRC.
+
+Other packages use what this module names.
+"""
+
+from services.ingestion.apply import IngestionContext
+from services.ingestion.batch import GroupCommit
+from services.ingestion.connections import IngestionConnections
+from services.ingestion.events import MalformedPayload
+from services.ingestion.follow_up import FollowUp, carry_out_due, run_follow_up
+from services.ingestion.payloads import IngestResult, ingest_payload
+from services.ingestion.reprocess import ReprocessReport, reprocess_due
+from services.ingestion.signatures import SIGNATURE_HEADER, crc_response_token, signature_is_valid
+from services.ingestion.triggers import Trigger, TriggerRegistry, WorkflowStart, build_triggers
+
+__all__ = [
+    "SIGNATURE_HEADER",
+    "FollowUp",
+    "GroupCommit",
+    "IngestResult",
+    "IngestionConnections",
+    "IngestionContext",
+    "MalformedPayload",
+    "ReprocessReport",
+    "Trigger",
+    "TriggerRegistry",
+    "WorkflowStart",
+    "build_triggers",
+    "carry_out_due",
+    "crc_response_token",
+    "ingest_payload",
+    "reprocess_due",
+    "run_follow_up",
+    "signature_is_valid",
+]

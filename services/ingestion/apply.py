@@ -1,6 +1,7 @@
 """What one Account Activity event changes — contacts, conversations, messages, read receipts,
-the account itself — as one SQL statement (services/ingestion/sql.py) run on the psycopg
-connection under the pool's SQLAlchemy one: no ORM and one round trip on the hot path.
+the account itself — and what it owes the workflows waiting on its contact, as one SQL
+statement (services/ingestion/sql.py) run on the psycopg connection under the pool's SQLAlchemy
+one: no ORM and one round trip on the hot path.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncRawCursor
 from psycopg.errors import ForeignKeyViolation
 from sqlalchemy.ext.asyncio import AsyncConnection as SAConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -21,7 +22,6 @@ from mktx.settings import Settings
 from models.contact import ContactSource
 from models.db import utcnow
 from services.contacts.consent import ConsentKeyword, apply_consent_keyword, consent_keyword
-from services.inbox.listeners import ContactEvent, ContactEventKind
 from services.ingestion import sql
 from services.ingestion.connections import IngestConnection
 from services.ingestion.events import (
@@ -38,6 +38,8 @@ from services.ingestion.events import (
     revocation,
 )
 from services.ingestion.follow_up import FollowUp
+from services.ingestion.triggers import TriggerRegistry
+from workflows.contracts.contact_events import ContactEventKind
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +48,23 @@ FOLLOWS_ATTRIBUTE = "followsAccount"
 # MESSAGE); the retry sees it.
 SNAPSHOT_ATTEMPTS = 3
 
+# The contact event an Account Activity event makes (when it concerns a contact, and but for
+# the account's own DMs): the triggers that want that kind are recorded with it.
+_CONTACT_EVENT_KINDS = {
+    EventType.direct_message: ContactEventKind.message,
+    EventType.follow: ContactEventKind.follow,
+    EventType.unfollow: ContactEventKind.unfollow,
+    EventType.read: ContactEventKind.read,
+}
 
-MAX_ERROR = 2048
 
+@dataclass(frozen=True)
+class IngestionContext:
+    """What applying an event depends on besides the event: the settings (consent keywords)
+    and the process's triggers (whose names the statements record follow-ups for)."""
 
-def describe_failure(exc: BaseException) -> str:
-    """How a failure is recorded on the stored event (bounded)."""
-    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+    settings: Settings
+    triggers: TriggerRegistry
 
 
 class UnusableEvent(ValueError):
@@ -101,9 +113,11 @@ async def driver_connection(connection: SAConnection) -> AsyncConnection[Any]:
     return driver
 
 
-async def fetch_one(pg: AsyncConnection[Any], statement: Any, params: dict[str, Any]) -> Any:
-    async with pg.cursor() as cursor:
-        await cursor.execute(statement, params, prepare=True)
+async def fetch_one(
+    pg: AsyncConnection[Any], statement: sql.NativeSQL, params: dict[str, Any]
+) -> Any:
+    async with AsyncRawCursor(pg) as cursor:
+        await cursor.execute(statement.text, statement.args(params), prepare=True)
         return await cursor.fetchone()
 
 
@@ -121,15 +135,15 @@ def event_params(event: IncomingEvent, now: datetime, raw_id: uuid.UUID) -> dict
 
 
 async def ingest_event(
-    connection: IngestConnection, settings: Settings, event: IncomingEvent, now: datetime
+    connection: IngestConnection, context: IngestionContext, event: IncomingEvent, now: datetime
 ) -> Applied:
     """Store and apply one newly delivered event; committed when this returns."""
     for attempt in range(SNAPSHOT_ATTEMPTS):
-        plan = plan_statement(settings, event, event_params(event, now, uuid.uuid4()))
+        plan = plan_statement(context, event, event_params(event, now, uuid.uuid4()))
         try:
             if plan.keyword is None:  # one statement, its own transaction
                 row = await fetch_one(connection.driver, plan.statement.ingest, plan.params)
-                return await finish(None, settings, plan, row)
+                return await finish(None, context, plan, row)
             # STOP/START queues a confirmation DM through the ORM: one transaction for all.
             async with (
                 connection.transaction() as pooled,
@@ -137,7 +151,7 @@ async def ingest_event(
             ):
                 await session.connection()  # begins the transaction the statement joins
                 row = await fetch_one(connection.driver, plan.statement.ingest, plan.params)
-                applied = await finish(session, settings, plan, row)
+                applied = await finish(session, context, plan, row)
                 await session.commit()
                 return applied
         except ForeignKeyViolation:
@@ -148,16 +162,16 @@ async def ingest_event(
 
 
 async def reapply_event(
-    session: AsyncSession, settings: Settings, event: IncomingEvent, event_id: uuid.UUID
+    session: AsyncSession, context: IngestionContext, event: IncomingEvent, event_id: uuid.UUID
 ) -> Applied:
     """Apply an event stored earlier but not applied, in the session's transaction (the caller
     commits). Claims the raw row: a concurrent reprocessor finds nothing left to do."""
     plan = plan_statement(
-        settings, event, {"raw_id": event_id, "now": utcnow(), "new_contact_id": None}
+        context, event, {"raw_id": event_id, "now": utcnow(), "new_contact_id": None}
     )
     pg = await driver_connection(await session.connection())
     row = await fetch_one(pg, plan.statement.reprocess, plan.params)
-    return await finish(session, settings, plan, row)
+    return await finish(session, context, plan, row)
 
 
 def _parse(event: IncomingEvent) -> Any:
@@ -175,8 +189,14 @@ def _parse(event: IncomingEvent) -> Any:
     return None
 
 
-def plan_statement(settings: Settings, event: IncomingEvent, base: dict[str, Any]) -> Plan:
+def plan_statement(context: IngestionContext, event: IncomingEvent, base: dict[str, Any]) -> Plan:
     """The statement that stores and applies the event (raises UnusableEvent first)."""
+    kind = _CONTACT_EVENT_KINDS.get(event.event_type)
+    triggers = context.triggers.names_for(kind) if kind is not None else []
+    return _plan(context.settings, event, {**base, "triggers": triggers})
+
+
+def _plan(settings: Settings, event: IncomingEvent, base: dict[str, Any]) -> Plan:
     parsed = _parse(event)
     kind = event.event_type
     account = event.for_user_id
@@ -251,25 +271,25 @@ def _message_params(
     }
 
 
-async def finish(session: AsyncSession | None, settings: Settings, plan: Plan, row: Any) -> Applied:
-    """Read the statement's row: contact events to announce, a consent keyword to apply."""
+async def finish(
+    session: AsyncSession | None, context: IngestionContext, plan: Plan, row: Any
+) -> Applied:
+    """Read the statement's row: the follow-ups it recorded, a consent keyword to apply."""
     follow_up = FollowUp()
     if row is None:
         return Applied(None, follow_up)
     route = Route(row[0], row[1], row[2])
     if route.account_id is None:
         return Applied(route, follow_up)
-    context = {"merchant_id": route.merchant_id, "account_id": route.account_id}
     result = row[3:]
     if plan.statement is sql.MESSAGE and not plan.params["echo"]:
-        message_id, conversation_id, contact_id, _, listeners = result
+        message_id, conversation_id, contact_id, recorded = result
         if contact_id is None:
             return Applied(route, follow_up)
-        dm: DirectMessage = plan.parsed
         if plan.keyword is not None and session is not None and message_id is not None:
             confirmation = await apply_consent_keyword(
                 session,
-                settings,
+                context.settings,
                 keyword=plan.keyword,
                 account_id=route.account_id,
                 contact_id=contact_id,
@@ -278,41 +298,7 @@ async def finish(session: AsyncSession | None, settings: Settings, plan: Plan, r
             )
             if confirmation is not None:
                 follow_up.deliveries.append(confirmation)
-        if follow_up.wants(listeners):
-            event = _contact_event(
-                context, ContactEventKind.message, contact_id, dm.created_at, message_id, dm.text
-            )
-            follow_up.add_event(event, listeners)
-    elif (
-        plan.statement in (sql.FOLLOW, sql.UNFOLLOW, sql.READ)
-        and result[0] is not None
-        and follow_up.wants(result[1])
-    ):
-        kinds = {
-            sql.FOLLOW.name: ContactEventKind.follow,
-            sql.UNFOLLOW.name: ContactEventKind.unfollow,
-            sql.READ.name: ContactEventKind.read,
-        }
-        at = plan.parsed.created_at
-        event = _contact_event(context, kinds[plan.statement.name], result[0], at)
-        follow_up.add_event(event, result[1])
+        follow_up.add_recorded(recorded)
+    elif plan.statement in (sql.FOLLOW, sql.UNFOLLOW, sql.READ):
+        follow_up.add_recorded(result[1])
     return Applied(route, follow_up)
-
-
-def _contact_event(
-    context: dict[str, Any],
-    kind: ContactEventKind,
-    contact_id: uuid.UUID,
-    at: datetime,
-    message_id: uuid.UUID | None = None,
-    content: str | None = None,
-) -> ContactEvent:
-    return ContactEvent(
-        kind=kind,
-        merchant_id=context["merchant_id"],
-        account_id=context["account_id"],
-        contact_id=contact_id,
-        message_id=message_id,
-        text=content,
-        occurred_at=at,
-    )

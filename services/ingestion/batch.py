@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg import AsyncRawCursor
+
 from services.ingestion.apply import Plan, fetch_one
 from services.ingestion.connections import IngestionConnections
 
@@ -133,8 +135,10 @@ class GroupCommit:
             async with driver.pipeline() as pipeline:
                 cursors = []
                 for i in order:
-                    cursor = driver.cursor()
-                    await cursor.execute(plans[i].statement.ingest, plans[i].params, prepare=True)
+                    statement, cursor = plans[i].statement.ingest, AsyncRawCursor(driver)
+                    await cursor.execute(
+                        statement.text, statement.args(plans[i].params), prepare=True
+                    )
                     cursors.append((i, cursor))
                 await pipeline.sync()
                 for i, cursor in cursors:

@@ -1,12 +1,12 @@
-"""Webhook ingestion: the one place where an Account Activity event becomes domain changes.
+"""A verified delivery of X's: every event of its payload stored and applied.
 
 Each event of a payload is stored raw and applied by one atomic statement (the dedup key makes
-X's retries and duplicates no-ops); the delivery is acknowledged only after that commit, so an
-event X was told we have is never lost. When applying fails, the raw event is stored alone
-with its error and `reprocess_due` applies it later; when the database cannot store it at
-all, the caller answers 503 and X retries. After commit, `run_follow_up` starts queued
-deliveries, signals the contact's listening workflows and runs the registered contact
-triggers (services/ingestion/follow_up.py).
+X's retries and duplicates no-ops), which also records what the event owes the workflows
+waiting on its contact; the delivery is acknowledged only after that commit, so an event X was
+told we have is never lost, nor what it owes. When applying fails, the raw event is stored
+alone with its error and `reprocess_due` applies it later; when the database cannot store it
+at all, the caller answers 503 and X retries. After the answer, `run_follow_up` carries out
+what the events owe (services/ingestion/follow_up.py).
 """
 
 from __future__ import annotations
@@ -21,15 +21,14 @@ from psycopg import Error as DriverError
 from psycopg import OperationalError as DriverOperationalError
 from sqlalchemy.exc import SQLAlchemyError
 
-from mktx.settings import Settings
 from models.db import utcnow
 from services.core.errors import ServiceUnavailable
 from services.ingestion import sql
 from services.ingestion.apply import (
     Applied,
+    IngestionContext,
     Plan,
     UnusableEvent,
-    describe_failure,
     event_params,
     fetch_one,
     finish,
@@ -38,31 +37,9 @@ from services.ingestion.apply import (
 )
 from services.ingestion.batch import BatchFailed, GroupCommit
 from services.ingestion.connections import IngestionConnections
-from services.ingestion.events import IncomingEvent, MalformedPayload, split_payload
-from services.ingestion.follow_up import (
-    ContactTrigger,
-    FollowUp,
-    TriggerContext,
-    register_trigger,
-    run_follow_up,
-    signal_with_start,
-)
-from services.ingestion.reprocess import reprocess_due
-
-__all__ = [
-    "ContactTrigger",
-    "GroupCommit",
-    "IngestionConnections",
-    "FollowUp",
-    "IngestResult",
-    "MalformedPayload",
-    "TriggerContext",
-    "ingest_payload",
-    "register_trigger",
-    "reprocess_due",
-    "run_follow_up",
-    "signal_with_start",
-]
+from services.ingestion.events import IncomingEvent, split_payload
+from services.ingestion.follow_up import FollowUp
+from services.ingestion.retries import describe_failure
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +56,13 @@ class IngestResult:
     follow_up: FollowUp = field(default_factory=FollowUp)
 
 
-async def ingest_payload(group: GroupCommit, settings: Settings, body: Any) -> IngestResult:
+async def ingest_payload(group: GroupCommit, context: IngestionContext, body: Any) -> IngestResult:
     """Store and apply every event of a verified payload. Raises MalformedPayload (not an
     Account Activity payload) and ServiceUnavailable (the database cannot store it: X retries)."""
     events = split_payload(body)
     result = IngestResult(received=len(events))
     now = utcnow()
-    plans = _batchable(settings, events, now)
+    plans = _batchable(context, events, now)
     if plans is not None:
         try:
             rows = await group.apply(plans)
@@ -93,20 +70,22 @@ async def ingest_payload(group: GroupCommit, settings: Settings, body: Any) -> I
             pass  # nothing of it was committed: each event alone, as below
         else:
             for plan, row in zip(plans, rows, strict=True):
-                _record(result, plan.event, await finish(None, settings, plan, row))
+                _record(result, plan.event, await finish(None, context, plan, row))
             return result
     for event in events:
-        await _ingest_one(group.connections, settings, event, result, now)
+        await _ingest_one(group.connections, context, event, result, now)
     return result
 
 
-def _batchable(settings: Settings, events: list[IncomingEvent], now: datetime) -> list[Plan] | None:
+def _batchable(
+    context: IngestionContext, events: list[IncomingEvent], now: datetime
+) -> list[Plan] | None:
     """The payload's statements when each is one plain statement (None: an event X sent
     unusable, or a STOP/START with its confirmation, goes the way of one event alone)."""
     plans = []
     for event in events:
         try:
-            plan = plan_statement(settings, event, event_params(event, now, uuid.uuid4()))
+            plan = plan_statement(context, event, event_params(event, now, uuid.uuid4()))
         except UnusableEvent:
             return None
         if plan.keyword is not None:
@@ -117,7 +96,7 @@ def _batchable(settings: Settings, events: list[IncomingEvent], now: datetime) -
 
 async def _ingest_one(
     connections: IngestionConnections,
-    settings: Settings,
+    context: IngestionContext,
     event: IncomingEvent,
     result: IngestResult,
     now: datetime,
@@ -126,7 +105,7 @@ async def _ingest_one(
     for _ in range(2):
         try:
             async with connections.connect() as connection:
-                applied = await ingest_event(connection, settings, event, now)
+                applied = await ingest_event(connection, context, event, now)
         except DriverOperationalError as exc:
             failure = exc  # e.g. a kept connection the server closed meanwhile: once more
             continue

@@ -4,7 +4,8 @@ any process, at most once each (services/ingestion/sql.py's REPROCESS form claim
 Each failure counts an attempt and backs the event off: due again 5 s after its first failure,
 the delay doubling up to an hour; after MAX_ATTEMPTS failures it is settled (processed, its last
 error kept) and logged as given up. Ingestion records the first failure (attempt 1, due after
-FIRST_RETRY: services/ingestion/sql.py's STORE_FAILED_SQL says so in SQL).
+FIRST_RETRY: services/ingestion/sql.py's STORE_FAILED_SQL says so in SQL). Applying an event
+late records what it owes as applying it at once would have (services/ingestion/follow_up.py).
 """
 
 from __future__ import annotations
@@ -13,39 +14,31 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel
 from sqlalchemy import text
 
-from mktx.settings import Settings
 from models.db import SessionMaker, utcnow
-from services.ingestion.apply import UnusableEvent, describe_failure, reapply_event
+from services.ingestion.apply import IngestionContext, UnusableEvent, reapply_event
 from services.ingestion.events import EventType, IncomingEvent
 from services.ingestion.follow_up import FollowUp, TemporalSource, run_follow_up
+from services.ingestion.retries import FIRST_RETRY, MAX_RETRY, describe_failure, retry_delay
+from workflows.contracts.maintenance import ReprocessReport
+
+__all__ = [
+    "FIRST_RETRY",
+    "MAX_ATTEMPTS",
+    "MAX_RETRY",
+    "ReprocessReport",
+    "reprocess_due",
+    "retry_delay",
+]
 
 logger = logging.getLogger(__name__)
 
 REPROCESS_BATCH = 100
 
-# Backoff between attempts: FIRST_RETRY after the first failure, doubling, at most MAX_RETRY.
-FIRST_RETRY = timedelta(seconds=5)  # also written in ingestion_sql.STORE_FAILED_SQL
-MAX_RETRY = timedelta(hours=1)
-# Failures after which an event is given up (about half a day of trying).
+# Failures after which an event is given up (about half a day of trying; FIRST_RETRY is also
+# written in services/ingestion/sql.py's STORE_FAILED_SQL).
 MAX_ATTEMPTS = 20
-
-
-def retry_delay(attempts: int) -> timedelta:
-    """How long after its `attempts`-th failure an event is tried again."""
-    doublings = min(max(attempts, 1) - 1, 30)
-    return min(FIRST_RETRY * 2**doublings, MAX_RETRY)
-
-
-class ReprocessReport(BaseModel):
-    """One pass: events looked at, applied, failed again (backing off) and given up."""
-
-    due: int = 0
-    applied: int = 0
-    failed: int = 0
-    given_up: int = 0
 
 
 # Pending events that are due: when the next attempt is (since receipt for an event stored
@@ -79,7 +72,7 @@ _FAILED = text(
 
 async def reprocess_due(
     sessions: SessionMaker,
-    settings: Settings,
+    context: IngestionContext,
     *,
     temporal: TemporalSource | None = None,
     limit: int = 1000,
@@ -87,8 +80,8 @@ async def reprocess_due(
 ) -> ReprocessReport:
     """Apply stored events that were not applied (their earlier attempts failed) and are due
     again, and report what happened to each one looked at (up to `limit`). Safe to run from
-    several processes at once. With `temporal`, listeners and triggers are told afterwards as
-    for a fresh event."""
+    several processes at once. With `temporal`, what the events owe is carried out afterwards,
+    as for a fresh event (else by the maintenance step's next pass)."""
     now = utcnow()
     before = now - min_age
     after: tuple[datetime, uuid.UUID] = (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
@@ -108,7 +101,7 @@ async def reprocess_due(
             )
             rows = page.all()
         for event_id, due in rows:
-            await _reprocess_one(sessions, settings, event_id, now, follow_up, report)
+            await _reprocess_one(sessions, context, event_id, now, follow_up, report)
             after = (due, event_id)
         report.due += len(rows)
         if len(rows) < REPROCESS_BATCH:
@@ -116,7 +109,13 @@ async def reprocess_due(
     if report.due:
         logger.info("webhook.reprocessed", extra=report.model_dump())
     if temporal is not None:
-        await run_follow_up(follow_up, temporal=temporal, sessions=sessions, settings=settings)
+        await run_follow_up(
+            follow_up,
+            temporal=temporal,
+            sessions=sessions,
+            settings=context.settings,
+            triggers=context.triggers,
+        )
     return report
 
 
@@ -129,7 +128,7 @@ def _event_type(value: str) -> EventType:
 
 async def _reprocess_one(
     sessions: SessionMaker,
-    settings: Settings,
+    context: IngestionContext,
     event_id: uuid.UUID,
     now: datetime,
     follow_up: FollowUp,
@@ -148,7 +147,7 @@ async def _reprocess_one(
                 subject_user_id=row.subject_user_id,
                 payload=row.payload,
             )
-            applied = await reapply_event(session, settings, event, event_id)
+            applied = await reapply_event(session, context, event, event_id)
             await session.commit()
         except Exception as exc:
             failure = exc

@@ -16,28 +16,21 @@ import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import datetime
 from typing import TypeVar
 
 import httpx
-from pydantic import BaseModel
 from temporalio import activity
 
 from integrations.x import XClient, XCredentials, XError
 from mktx.settings import Environment, Settings
+from workflows.contracts.messaging import MEDIA_REFRESH_MARGIN, MediaKind, MediaRef
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 MB = 1024 * 1024
-
-
-class MediaKind(StrEnum):
-    image = "image"
-    gif = "gif"
-    video = "video"
 
 
 # What X attaches to a DM, by content type, and X's size limit for each kind.
@@ -63,7 +56,7 @@ FETCH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)  # per connect / read
 FETCH_DEADLINE_SECONDS = 300.0  # the whole download
 MAX_REDIRECTS = 5
 # A media id this close to its expiry is not attached any more: the media is uploaded again.
-REFRESH_MARGIN = timedelta(hours=1)
+REFRESH_MARGIN = MEDIA_REFRESH_MARGIN
 HEARTBEAT_SECONDS = 5.0
 
 
@@ -92,24 +85,6 @@ class FetchedMedia:
     @property
     def category(self) -> str:
         return CATEGORIES[self.kind]
-
-
-class MediaRef(BaseModel):
-    """Media X holds for one account: what a DM attaches (`media_id`) and what it was."""
-
-    media_id: str
-    url: str
-    content_type: str
-    kind: MediaKind
-    size: int
-    expires_at: datetime
-
-    def usable_for(self, url: str, now: datetime) -> bool:
-        return self.url == url and self.expires_at - now > REFRESH_MARGIN
-
-    def attachment(self) -> dict[str, str]:
-        """As a message's `attachments` entry (the inbox shows it)."""
-        return {"type": self.kind.value, "url": self.url}
 
 
 def refuses_media(exc: XError) -> bool:
@@ -266,3 +241,51 @@ async def keep_alive(awaitable: Awaitable[T]) -> T:
         if done:
             return task.result()
         beat()
+
+
+class MediaUploads:
+    """The one way media reaches X for a set of DMs: each URL fetched at most once, uploaded
+    at most once per account, an upload the caller already holds reused while X still takes
+    it. A URL that cannot be had, or that X refuses, is remembered as `MediaUnavailable` for
+    every DM that wants it (none goes out without its media)."""
+
+    def __init__(
+        self, x: XClient, settings: Settings, held: dict[str, MediaRef] | None = None
+    ) -> None:
+        self._x = x
+        self._allow_private = allow_private_hosts(settings)
+        self._held = dict(held or {})
+        self._fetched: dict[str, FetchedMedia | MediaUnavailable] = {}
+        self.uploaded: dict[str, MediaRef] = {}  # new uploads, by account id
+        self.dropped: set[str] = set()  # accounts whose upload X refused
+
+    def drop(self, account_id: str) -> None:
+        """X no longer takes this account's upload: the next DM uploads again."""
+        self._held.pop(account_id, None)
+        self.uploaded.pop(account_id, None)
+        self.dropped.add(account_id)
+
+    async def for_account(
+        self, account_id: str, credentials: XCredentials, url: str, now: datetime
+    ) -> MediaRef:
+        """The account's usable upload of `url`. Raises MediaUnavailable (cannot be fetched)
+        and XError (X refused or failed the upload)."""
+        held = self._held.get(account_id)
+        if held is not None and held.usable_for(url, now):
+            return held
+        fetched = self._fetched.get(url)
+        if fetched is None:
+            try:
+                fetched = await fetch_media(url, allow_private=self._allow_private)
+            except MediaUnavailable as exc:
+                fetched = exc
+            self._fetched[url] = fetched
+        if isinstance(fetched, MediaUnavailable):
+            raise fetched
+        ref = await upload_media(self._x, credentials, fetched)
+        logger.info(
+            "media.uploaded",
+            extra={"account_id": account_id, "media_id": ref.media_id, "bytes": ref.size},
+        )
+        self._held[account_id] = self.uploaded[account_id] = ref
+        return ref

@@ -136,6 +136,7 @@ async def reserve_send_quota(
 class BatchGrant:
     granted: int  # the first `granted` of the ids asked for hold a slot
     frees_at: datetime | None = None  # when short: when the account's next slot frees up
+    exhausted: QuotaExhausted | None = None  # when short: which limit is spent
 
 
 async def reserve_batch_quota(
@@ -176,7 +177,7 @@ async def reserve_batch_quota(
     if len(granted) == len(message_ids):
         return BatchGrant(len(granted))
     spent = await _exhausted(session, account_id, now, checks, len(granted))
-    return BatchGrant(len(granted), spent.frees_at)
+    return BatchGrant(len(granted), spent.frees_at, spent)
 
 
 async def _nth_oldest_expiry(

@@ -20,7 +20,6 @@ import uuid
 from datetime import timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel
 from sqlmodel import col, select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDReusePolicy
@@ -28,20 +27,24 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mktx.settings import Settings
+from models.campaign import CampaignRecipient
 from models.conversation import Message, MessageDirection, MessageStatus
 from models.db import SessionMaker, utcnow
-from services.messaging.outbound import record_failed, record_sent, start_delivery
-from workflows import ids
-from workflows.messaging import DELIVERY_DEADLINE, SendMessageWorkflow, SendOutcome
+from services.messaging.records import Accepted, record_accepted, record_failed
+from services.messaging.runs import delivery_handle, start_delivery
+from workflows.contracts.maintenance import OUTBOUND_GRACE_SECONDS, OUTBOUND_LIMIT, SweepReport
+from workflows.contracts.messaging import SendOutcome
 
 logger = logging.getLogger(__name__)
 
 # A message this young may still be about to be started by the code that queued it.
-GRACE = timedelta(minutes=2)
+GRACE = timedelta(seconds=OUTBOUND_GRACE_SECONDS)
 # Messages looked at per sweep, oldest first (one Temporal call each).
-SWEEP_LIMIT = 500
+SWEEP_LIMIT = OUTBOUND_LIMIT
 
 EXPIRED_REASON = "X did not accept the message within 24 hours"
+# SendMessageWorkflow's own deadline: a message older than this is not sent any more.
+DELIVERY_DEADLINE = timedelta(hours=24)
 
 
 class SweepAction(StrEnum):
@@ -51,17 +54,6 @@ class SweepAction(StrEnum):
     recorded = "recorded"  # its workflow had ended: its outcome recorded on the message
     abandoned = "abandoned"  # its workflow was stopped: failed, not sent again
     settled = "settled"  # no longer queued when looked at closely
-
-
-class SweepReport(BaseModel):
-    examined: int = 0
-    started: int = 0
-    running: int = 0
-    expired: int = 0
-    recorded: int = 0
-    abandoned: int = 0
-    settled: int = 0
-    errors: int = 0
 
 
 async def sweep_queued(
@@ -82,6 +74,10 @@ async def sweep_queued(
                 col(Message.status) == MessageStatus.queued,
                 col(Message.created_at) <= now - grace,
                 col(Message.direction) == MessageDirection.outbound,
+                # A campaign's DMs are its workflow's to deliver (its batches look again).
+                ~select(CampaignRecipient.id)  # type: ignore[arg-type]
+                .where(col(CampaignRecipient.message_id) == col(Message.id))
+                .exists(),
             )
             .order_by(col(Message.created_at))
             .limit(limit)
@@ -107,8 +103,8 @@ async def sweep_queued(
 async def _sweep_one(
     sessions: SessionMaker, temporal: Client, settings: Settings, message: Message
 ) -> SweepAction:
-    workflow_id = ids.send_message_id(str(message.id))
-    handle = temporal.get_workflow_handle_for(SendMessageWorkflow.run, workflow_id)
+    handle = delivery_handle(temporal, str(message.id))
+    workflow_id = handle.id
     try:
         status = (await handle.describe()).status
     except RPCError as exc:
@@ -145,9 +141,10 @@ async def _sweep_one(
             if row is None or row.status != MessageStatus.queued:
                 return SweepAction.settled  # the workflow's own writes landed meanwhile
             if result.outcome == SendOutcome.sent and result.twitter_message_id is not None:
-                await record_sent(
-                    session, row, result.twitter_message_id, result.sent_at or utcnow()
+                accepted = Accepted(
+                    row.id, row.account_id, result.twitter_message_id, result.sent_at or utcnow()
                 )
+                await record_accepted(session, [accepted])
             else:
                 await record_failed(session, row.id, result.reason or "not delivered")
         logger.error(

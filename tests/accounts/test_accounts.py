@@ -22,12 +22,8 @@ from sandbox.admin import SandboxAdmin, SandboxUser
 from services.core.auth import Role
 from tests.conftest import Api
 from workflows import ids
-from workflows.accounts import (
-    AccountConnectResult,
-    AccountConnectWorkflow,
-    AccountDisconnectWorkflow,
-    ConnectOutcome,
-)
+from workflows.accounts import AccountConnectWorkflow, AccountDisconnectWorkflow
+from workflows.contracts.accounts import AccountConnectResult, ConnectOutcome
 
 
 async def _x_user(x_admin: SandboxAdmin, **kwargs: Any) -> SandboxUser:

@@ -5,9 +5,12 @@ template. Plus a time-skipping Temporal environment running the real workflow an
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,3 +218,59 @@ async def time_skipping(
 
 
 WaitFor = Callable[[Callable[[], Awaitable[bool]]], Awaitable[None]]
+
+
+# A worker in its own process (to be killed) -------------------------------------------------
+
+BIN = Path(sys.executable).parent
+
+
+def _worker_env(settings: Settings, queue: str) -> dict[str, str]:
+    assert settings.database_url is not None
+    return {
+        **os.environ,
+        "MKTX_ENV": "test",
+        "MKTX_DATABASE_URL": settings.database_url,
+        "MKTX_TEMPORAL_ADDRESS": settings.require_temporal_address(),
+        "MKTX_TASK_QUEUE": queue,
+        "MKTX_X_API_BASE_URL": settings.x_api_base_url,
+        "MKTX_X_CONSUMER_KEY": settings.x_consumer_key.get_secret_value(),
+        "MKTX_X_CONSUMER_SECRET": settings.x_consumer_secret.get_secret_value(),
+        "MKTX_X_WEBHOOK_ID": settings.x_webhook_id,
+        "MKTX_ENCRYPTION_KEY": settings.encryption_key.get_secret_value(),
+        "MKTX_LOG_LEVEL": "WARNING",
+    }
+
+
+class WorkerProcess:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [str(BIN / "mkt-x"), "worker"],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def worker_process(settings: Settings) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(_worker_env(settings, f"campaign-kill-{uuid.uuid4().hex[:8]}"))
+    yield process
+    process.stop()

@@ -11,17 +11,22 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlmodel import col
 from temporalio.client import Client
 
 from integrations.x import XClient, XCredentials
 from mktx.settings import Settings
-from models.campaign import Campaign, CampaignRecipient, CampaignStatus, RecipientState
+from models.campaign import Campaign, CampaignStatus
 from models.conversation import Conversation, Message, MessageDirection, MessageStatus
 from models.db import SessionMaker, utcnow
+from models.quota import SendKind
+from models.template import Template
 from sandbox.admin import SandboxAdmin, SandboxUser
 from services.campaigns import delivery as campaign_delivery
+from services.campaigns.batches import claim_batch
+from services.messaging import OutgoingDM, queue_messages
+from services.messaging.records import Accepted, mark_attempted, record_accepted
 from tests.campaigns.conftest import World, dms_per_person, make_world
 from tests.conftest import Api
 from tests.webhooks.conftest import Shop, dm_event, dm_payload, inbound, post_signed, users_of
@@ -162,8 +167,8 @@ async def test_an_echo_stored_before_the_campaign_recorded_its_dm_becomes_the_ca
     sandbox_x: XClient,
 ) -> None:
     """A worker handed a DM to X and died before recording it; X's echo reached the webhook and
-    was stored as an outbound message. The retry finds the DM at X (not sent again), and the
-    echo's message becomes the campaign's: one message, counted once."""
+    was stored as an outbound message beside the campaign's queued one. The retry finds the DM
+    at X (not sent again), and the two become one: the campaign's, counted once."""
     world = await make_world(
         api, x_admin, sessions, recipients=2, content="Hi {{name}}, {{shop}} has a deal"
     )
@@ -172,7 +177,7 @@ async def test_an_echo_stored_before_the_campaign_recorded_its_dm_becomes_the_ca
     campaign_id = uuid.UUID(campaign["id"])
     workflow_id = ids.campaign_id(campaign["id"])
     # What the first attempt left: the occurrence begun (same run key as the workflow's), the
-    # first recipient's DM handed to X, its outcome never recorded.
+    # first recipient claimed through the send path and its DM handed to X, never recorded.
     async with sessions() as session, session.begin():
         await session.execute(
             update(Campaign)
@@ -183,22 +188,30 @@ async def test_an_echo_stored_before_the_campaign_recorded_its_dm_becomes_the_ca
             session, api.merchant.id, campaign_id, workflow_id
         )
         assert begun is not None and begun.recipients == 2
-        await session.execute(
-            update(CampaignRecipient)
-            .where(
-                col(CampaignRecipient.campaign_id) == campaign_id,
-                col(CampaignRecipient.contact_id) == world.contact_ids[0],
-            )
-            .values(state=RecipientState.sending, attempt_at=utcnow())
+        row = await session.get(Campaign, campaign_id)
+        template = await session.get(Template, row.template_id)
+        claim = await claim_batch(
+            session, settings, row, template, occurrence=begun.occurrence, room=2, now=utcnow()
         )
+        assert len(claim.message_ids) == 2
+        # Only the first contact's DM went to X: the other stays claimed, never attempted.
+        attempted = (
+            await session.execute(
+                select(col(Message.id)).where(
+                    col(Message.id).in_(claim.message_ids),
+                    col(Message.contact_id) == world.contact_ids[0],
+                )
+            )
+        ).scalar_one()
+        await mark_attempted(session, [attempted], utcnow())
     greeting = "Hi Person 0, GoodGo has a deal"
     credentials = XCredentials(world.shop.access_token, world.shop.access_token_secret)
     sent = await asyncio.to_thread(sandbox_x.send_dm, credentials, first.id, greeting)
     await _signed(api.client, _echo(world, first, greeting, sent.dm_event_id))
     (echoed,) = await _conversations(api, world.contact_ids[0])
-    (message,) = echoed["messages"]
-    assert message["twitterMessageId"] == sent.dm_event_id
-    assert message["campaignId"] is None
+    queued, echo = echoed["messages"]
+    assert queued["status"] == "queued" and queued["campaignId"] == campaign["id"]
+    assert echo["twitterMessageId"] == sent.dm_event_id and echo["campaignId"] is None
 
     handle = await temporal_client.start_workflow(
         CampaignWorkflow.run,
@@ -264,36 +277,38 @@ async def test_test_sends_are_recorded_in_the_contacts_conversation(
 
 
 async def test_an_echo_committed_while_the_dm_is_recorded_is_not_doubled(
-    api: Api, x_admin: SandboxAdmin, sessions: SessionMaker
+    api: Api, x_admin: SandboxAdmin, sessions: SessionMaker, settings: Settings
 ) -> None:
-    """The webhook stores the echo while the campaign's transaction records the same DM: the
-    recording waits for it, finds the X event id taken, and tries again with the echo in
-    sight: one message, counted once."""
+    """The webhook stores the echo while the send path records the same DM: the recording
+    waits for it, finds the X event id taken, and tries again with the echo in sight: one
+    message, counted once."""
     world = await make_world(api, x_admin, sessions, recipients=1)
     campaign = await world.campaign()
     contact_id = world.contact_ids[0]
     account_id = uuid.UUID(world.account_id)
     event_id = str(uuid.uuid4().int % 10**18)
-    dm = campaign_delivery.CampaignDM(
-        merchant_id=api.merchant.id,
-        account_id=account_id,
+    dm = OutgoingDM(
+        kind=SendKind.campaign,
         contact_id=contact_id,
+        content="Hi Person 0",
         campaign_id=uuid.UUID(campaign["id"]),
-        dm_event_id=event_id,
-        text="Hi Person 0",
-        sent_at=utcnow(),
     )
+    async with sessions() as session, session.begin():
+        queued = await queue_messages(session, settings, api.merchant.id, [dm])
+        assert queued.queued == [dm]
+    async with sessions() as session:
+        conversation = await session.get(
+            Conversation,
+            (await session.get(Message, dm.message_id)).conversation_id,  # type: ignore[union-attr]
+        )
+    assert conversation is not None
     async with sessions() as webhook:
         # What ingestion writes for an echo it cannot match, not committed yet.
-        conversation = Conversation(
-            merchant_id=api.merchant.id,
-            account_id=account_id,
-            contact_id=contact_id,
-            last_message_at=utcnow(),
-            message_count=1,
+        await webhook.execute(
+            update(Conversation)
+            .where(col(Conversation.id) == conversation.id)
+            .values(message_count=col(Conversation.message_count) + 1)
         )
-        webhook.add(conversation)
-        await webhook.flush()
         webhook.add(
             Message(
                 merchant_id=api.merchant.id,
@@ -310,7 +325,9 @@ async def test_an_echo_committed_while_the_dm_is_recorded_is_not_doubled(
 
         async def record() -> None:
             async with sessions() as session, session.begin():
-                await campaign_delivery.record_in_inbox(session, [dm])
+                await record_accepted(
+                    session, [Accepted(dm.message_id, account_id, event_id, utcnow())]
+                )
 
         recording = asyncio.create_task(record())
         for _ in range(200):  # until the recording waits for the echo's transaction

@@ -116,7 +116,7 @@ async def test_a_spent_account_does_not_hold_back_another_accounts_recipients(
             await session.exec(
                 select(SendReservation.account_id, SendReservation.reserved_at).where(
                     col(SendReservation.message_id).in_(
-                        select(CampaignRecipient.id).where(
+                        select(CampaignRecipient.message_id).where(
                             col(CampaignRecipient.campaign_id) == campaign_id
                         )
                     )

@@ -18,7 +18,7 @@ from models.conversation import Conversation, ConversationStatus, Message, Messa
 from models.db import SessionMaker, utcnow
 from models.quota import SendKind
 from sandbox.admin import SandboxAdmin, SandboxUser
-from services.messaging.outbound import queue_outbound
+from services.messaging import OutgoingDM, queue_outbound
 from tests.conftest import Api
 
 
@@ -157,10 +157,7 @@ async def queue_message(
         assert account is not None and conversation is not None
         return await queue_outbound(
             session,
-            settings=settings,
-            account=account,
-            conversation=conversation,
-            content=text,
-            kind=kind,
-            **options,
+            settings,
+            conversation,
+            OutgoingDM(kind=kind, contact_id=conversation.contact_id, content=text, **options),
         )

@@ -15,10 +15,10 @@ from models.db import SessionMaker, utcnow
 from models.quota import SendKind
 from sandbox.admin import SandboxAdmin
 from services.core.errors import InvalidState
-from services.messaging.outbound import ContactOptedOut, start_delivery
+from services.messaging import ContactOptedOut, start_delivery
 from tests.conftest import Api
 from tests.conversations.inbox import connect_shop, open_thread, queue_message
-from workflows.messaging import SendOutcome
+from workflows.contracts.messaging import SendOutcome
 
 
 async def test_marketing_skips_opted_out_contacts_but_a_confirmation_goes_out(

@@ -18,13 +18,13 @@ from mktx.settings import Settings
 from models.conversation import Message, MessageStatus
 from models.db import SessionMaker, utcnow
 from sandbox.admin import SandboxAdmin
-from services.messaging.outbound import start_delivery
+from services.messaging import start_delivery
 from services.messaging.sweep import sweep_queued
 from tests.conftest import Api
 from tests.conversations.inbox import Thread, connect_shop, open_thread, queue_message
 from workflows import ids
+from workflows.contracts.messaging import SendMessageResult
 from workflows.maintenance import MaintenanceInput, MaintenanceResult, MaintenanceWorkflow
-from workflows.messaging import SendMessageResult
 
 
 async def _age(sessions: SessionMaker, message_id: uuid.UUID, by: timedelta) -> None:

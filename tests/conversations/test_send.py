@@ -11,7 +11,6 @@ import pytest
 from sqlmodel import col, select
 from temporalio.client import Client
 
-from api.routes import conversations as conversation_routes
 from integrations.x import XClient, XCredentials
 from models.account import AccountStatus, XAccount
 from models.conversation import (
@@ -24,11 +23,13 @@ from models.conversation import (
 from models.db import SessionMaker, utcnow
 from sandbox.admin import SandboxAdmin
 from services.core.auth import Role
+from services.inbox import replies
 from services.messaging.quota import quota_usage
 from tests.conftest import Api
 from tests.conversations.inbox import Shop, Thread, connect_shop, open_thread
 from workflows import ids
-from workflows.messaging import SendMessageWorkflow, SendOutcome
+from workflows.contracts.messaging import SendOutcome
+from workflows.messaging import SendMessageWorkflow
 
 
 async def _thread(api: Api, x_admin: SandboxAdmin, sessions: SessionMaker) -> tuple[Shop, Thread]:
@@ -239,7 +240,7 @@ async def test_x_down_longer_than_the_wait_answers_202_and_delivers_later(
     temporal_client: Client,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(conversation_routes, "SEND_WAIT_SECONDS", 1.0)
+    monkeypatch.setattr(replies, "SEND_WAIT_SECONDS", 1.0)
     _, thread = await _thread(api, x_admin, sessions)
     await x_admin.set_faults(error_rate=1.0, error_status=503, path_prefix=_send_path(thread))
 

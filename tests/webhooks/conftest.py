@@ -17,11 +17,13 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from api.app import BASE_PATH
+from mktx.settings import Settings
 from models.contact import Contact
 from models.conversation import Conversation, Message
 from models.db import SessionMaker
-from models.webhook_event import WebhookEvent
+from models.webhook_event import EventFollowUp, WebhookEvent
 from sandbox.admin import SandboxAdmin, SandboxUser
+from services.ingestion import IngestionContext, TriggerRegistry
 from services.ingestion.signatures import SIGNATURE_HEADER, body_signature
 from tests.conftest import CONSUMER_SECRET, Api
 
@@ -39,6 +41,11 @@ class Shop:
     @property
     def x_id(self) -> str:
         return self.user.id
+
+
+def ingestion_of(settings: Settings, triggers: TriggerRegistry | None = None) -> IngestionContext:
+    """What ingestion runs with in a process: these settings and triggers (none by default)."""
+    return IngestionContext(settings, triggers if triggers is not None else TriggerRegistry())
 
 
 async def x_user(x_admin: SandboxAdmin, prefix: str = "user", **kwargs: Any) -> SandboxUser:
@@ -117,6 +124,23 @@ def dm_payload(for_user: str, *events: dict[str, Any], users: dict[str, Any]) ->
     return {"for_user_id": for_user, "direct_message_events": list(events), "users": users}
 
 
+def follow_payload(
+    shop: Shop, fan: SandboxUser, kind: str = "follow", *, at_ms: int | None = None
+) -> dict[str, Any]:
+    """A payload with one follow (or unfollow) of the shop by `fan`, as X delivers it."""
+    return {
+        "for_user_id": shop.x_id,
+        "follow_events": [
+            {
+                "type": kind,
+                "created_timestamp": str(at_ms or now_ms()),
+                "source": v1_user(fan.id, fan.username, fan.name),
+                "target": v1_user(shop.x_id, shop.user.username, shop.user.name),
+            }
+        ],
+    }
+
+
 def inbound(shop: Shop, customer: SandboxUser, text: str, **kwargs: Any) -> dict[str, Any]:
     """A payload with one DM from the customer to the shop, as X delivers it to the shop."""
     return dm_payload(
@@ -191,5 +215,16 @@ async def raw_events(sessions: SessionMaker, for_user_id: str) -> list[WebhookEv
             select(WebhookEvent)
             .where(col(WebhookEvent.for_user_id) == for_user_id)
             .order_by(col(WebhookEvent.received_at))
+        )
+        return list(rows.scalars().all())
+
+
+async def follow_ups_of(sessions: SessionMaker, merchant_id: str) -> list[EventFollowUp]:
+    """What the merchant's events owe (or owed) Temporal, oldest first."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(EventFollowUp)
+            .where(col(EventFollowUp.merchant_id) == merchant_id)
+            .order_by(col(EventFollowUp.created_at), col(EventFollowUp.id))
         )
         return list(rows.scalars().all())

@@ -18,16 +18,17 @@ from mktx.settings import Settings
 from models.db import SessionMaker, utcnow
 from models.webhook_event import WebhookEvent
 from sandbox.admin import SandboxAdmin
+from services.ingestion import GroupCommit, IngestionConnections, ingest_payload
 from services.ingestion.apply import event_params, plan_statement
 from services.ingestion.batch import BatchFailed
 from services.ingestion.events import split_payload
-from services.ingestion.payloads import GroupCommit, IngestionConnections, ingest_payload
 from tests.conftest import Api
 from tests.webhooks.conftest import (
     Shop,
     contacts_of,
     conversations_of,
     inbound,
+    ingestion_of,
     messages_of,
     post_signed,
     x_user,
@@ -69,7 +70,7 @@ async def group(engine: AsyncEngine) -> Any:
 def _plans(settings: Settings, payload: dict[str, Any]) -> list[Any]:
     now = utcnow()
     return [
-        plan_statement(settings, event, event_params(event, now, uuid.uuid4()))
+        plan_statement(ingestion_of(settings), event, event_params(event, now, uuid.uuid4()))
         for event in split_payload(json.loads(json.dumps(payload)))
     ]
 
@@ -109,7 +110,7 @@ async def test_a_failing_batch_commits_nothing_and_its_deliveries_apply_alone(
 
     # What the webhook then does for each delivery: its events alone, each stored once.
     for payload in good:
-        result = await ingest_payload(group, settings, payload)
+        result = await ingest_payload(group, ingestion_of(settings), payload)
         assert (result.stored, result.duplicates, result.failed) == (1, 0, 0)
     assert await _stored(sessions, shop.x_id) == 2
     assert [m.content for m in await messages_of(sessions, shop.account_id)] == ["fine 0", "fine 1"]

@@ -17,7 +17,7 @@ from models.conversation import Conversation, Message, MessageDirection
 from models.db import SessionMaker, utcnow
 from models.webhook_event import WebhookEvent
 from sandbox.admin import SandboxAdmin, SandboxUser
-from services.ingestion.payloads import reprocess_due
+from services.ingestion import reprocess_due
 from tests.conftest import Api
 from tests.webhooks.conftest import (
     Shop,
@@ -26,6 +26,7 @@ from tests.webhooks.conftest import (
     dm_event,
     dm_payload,
     inbound,
+    ingestion_of,
     messages_of,
     new_id,
     now_ms,
@@ -481,7 +482,7 @@ async def test_a_failed_apply_keeps_the_raw_event_and_reprocessing_applies_it(
             .values(next_attempt_at=utcnow())
         )
         await session.commit()
-    assert (await reprocess_due(sessions, settings)).applied >= 1
+    assert (await reprocess_due(sessions, ingestion_of(settings))).applied >= 1
 
     late = [m for m in await messages_of(sessions, shop.account_id) if m.content == "late"]
     assert len(late) == 1 and late[0].direction == "inbound"
@@ -489,7 +490,7 @@ async def test_a_failed_apply_keeps_the_raw_event_and_reprocessing_applies_it(
         refreshed = await session.get(WebhookEvent, raw.id)
         assert refreshed is not None
         assert refreshed.processed_at is not None and refreshed.error is None
-    await reprocess_due(sessions, settings)  # once applied, never applied again
+    await reprocess_due(sessions, ingestion_of(settings))  # once applied, never applied again
     again = [m for m in await messages_of(sessions, shop.account_id) if m.content == "late"]
     assert len(again) == 1
 

@@ -1,4 +1,5 @@
-"""Ingestion signals workflows waiting on a contact, and lets triggers start new ones."""
+"""Ingestion signals workflows waiting on a contact, and lets triggers start new ones, right
+after its answer (tests/webhooks/test_follow_ups.py: when that cannot be done at once)."""
 
 from __future__ import annotations
 
@@ -18,21 +19,24 @@ from mktx.settings import Settings
 from models.db import SessionMaker, utcnow
 from models.listener import WorkflowListener
 from sandbox.admin import SandboxAdmin, SandboxUser
-from services.inbox.listeners import ContactEvent, ContactEventKind, start_reply_waiter
-from services.ingestion.payloads import TriggerContext, register_trigger, signal_with_start
+from services.inbox.listeners import start_reply_waiter
+from services.ingestion import Trigger, TriggerRegistry, WorkflowStart
 from tests.conftest import Api
 from tests.webhooks.conftest import (
     Shop,
     contacts_of,
     eventually,
+    follow_ups_of,
     inbound,
     messages_of,
     post_signed,
 )
 from workflows import ids
-from workflows.contact_reply import (
+from workflows.contact_reply import AwaitContactReplyWorkflow
+from workflows.contracts.contact_events import ContactEvent, ContactEventKind
+from workflows.contracts.listeners import (
+    AWAIT_CONTACT_REPLY_WORKFLOW,
     AwaitContactReplyInput,
-    AwaitContactReplyWorkflow,
     ContactReply,
 )
 
@@ -90,6 +94,12 @@ async def test_a_workflow_waiting_for_the_contacts_reply_gets_it(
     ]
     assert message.twitter_message_id == delivery.event_id
     assert await _listeners(sessions, contact_id) == []  # it unregistered on the way out
+    # Recorded with the event, carried out right after the answer, marked done.
+    (follow_up,) = await follow_ups_of(sessions, api.merchant.id)
+    assert (follow_up.kind, follow_up.target) == ("signal", handle.id)
+    assert (follow_up.outcome, follow_up.attempts) == ("signalled", 1)
+    assert follow_up.done_at is not None and follow_up.last_error is None
+    assert follow_up.payload["message_id"] == str(reply.message_id)
 
     described = await handle.describe()
     attributes = described.typed_search_attributes
@@ -162,39 +172,43 @@ async def test_a_listener_whose_workflow_is_gone_is_dropped(
         await session.commit()
     assert (await post_signed(api.client, inbound(shop, customer, "anyone?"))).status_code == 200
     assert await eventually(lambda: _listeners(sessions, contact_id), lambda rows: not rows) == []
+    (follow_up,) = await follow_ups_of(sessions, api.merchant.id)
+    assert (follow_up.outcome, follow_up.attempts) == ("gone", 1)  # done: never tried again
 
 
 async def test_a_trigger_can_signal_with_start_a_workflow_for_the_contact(
-    api: Api,
     shop: Shop,
     customer: SandboxUser,
+    api: Api,
     sessions: SessionMaker,
     temporal_client: Client,
     settings: Settings,
+    worker: None,
 ) -> None:
     contact_id = await _known_contact(api, shop, customer, sessions)
     seen: list[ContactEvent] = []
 
-    async def on_message(event: ContactEvent, context: TriggerContext) -> None:
-        if event.contact_id != contact_id or event.kind is not ContactEventKind.message:
-            return
+    async def reply_waiter(event: ContactEvent) -> WorkflowStart | None:
+        if event.contact_id != contact_id:
+            return None
         seen.append(event)
-        await signal_with_start(
-            context.temporal,
-            AwaitContactReplyWorkflow.run,
+        return WorkflowStart.of(
+            AWAIT_CONTACT_REPLY_WORKFLOW,
+            ids.contact_reply_id(str(event.contact_id), "trigger"),
             AwaitContactReplyInput(merchant_id=event.merchant_id, contact_id=event.contact_id),
-            event=event,
-            workflow_id=ids.contact_reply_id(str(event.contact_id), "trigger"),
-            task_queue=context.settings.task_queue,
+            task_queue=settings.task_queue,
             search_attributes=ids.contact_attributes(event.merchant_id, str(event.contact_id)),
         )
 
-    remove = register_trigger(on_message)
-    try:
-        response = await post_signed(api.client, inbound(shop, customer, "start the flow"))
-        assert response.status_code == 200
-    finally:
-        remove()
+    triggers = TriggerRegistry(
+        [Trigger("test.reply_waiter", frozenset({ContactEventKind.message}), reply_waiter)]
+    )
+    app = create_app(settings, triggers=triggers)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://x.test") as client:
+            response = await post_signed(client, inbound(shop, customer, "start the flow"))
+    assert response.status_code == 200
 
     assert [e.text for e in seen] == ["start the flow"]
     handle = temporal_client.get_workflow_handle_for(
@@ -202,6 +216,13 @@ async def test_a_trigger_can_signal_with_start_a_workflow_for_the_contact(
     )
     reply = await asyncio.wait_for(handle.result(), timeout=30)
     assert reply.replied and reply.text == "start the flow"
+    (follow_up,) = await follow_ups_of(sessions, api.merchant.id)
+    assert (follow_up.kind, follow_up.target, follow_up.outcome) == (
+        "start",
+        "test.reply_waiter",
+        "started",
+    )
+    assert follow_up.start is not None and follow_up.start["workflow_id"] == handle.id
 
 
 async def test_temporal_being_unreachable_loses_no_event(
@@ -227,3 +248,11 @@ async def test_temporal_being_unreachable_loses_no_event(
     assert response.status_code == 200
     assert "still here" in [m.content for m in await messages_of(sessions, shop.account_id)]
     assert await _listeners(sessions, contact_id) == ["someone-listening"]  # not dropped either
+    # What it owes waits for Temporal, due again after the first backoff.
+    (follow_up,) = await follow_ups_of(sessions, api.merchant.id)
+    assert (follow_up.target, follow_up.attempts, follow_up.done_at) == (
+        "someone-listening",
+        1,
+        None,
+    )
+    assert follow_up.last_error and follow_up.next_attempt_at > follow_up.created_at

@@ -28,6 +28,7 @@ from tests.webhooks.conftest import (
     Shop,
     conversations_of,
     inbound,
+    ingestion_of,
     messages_of,
     new_id,
     post_signed,
@@ -97,13 +98,13 @@ async def test_a_failing_event_backs_off_and_is_not_retried_before_it_is_due(
     assert raw.attempts == 1
     assert raw.next_attempt_at == raw.received_at + FIRST_RETRY
 
-    await reprocess_due(sessions, settings)  # not due yet: untouched
+    await reprocess_due(sessions, ingestion_of(settings))  # not due yet: untouched
     row = await _event(sessions, raw.id)
     assert (row.attempts, row.next_attempt_at) == (1, raw.next_attempt_at)
 
     await _set(sessions, raw.id, next_attempt_at=utcnow() - timedelta(seconds=1))
     before = utcnow()
-    report = await reprocess_due(sessions, settings)
+    report = await reprocess_due(sessions, ingestion_of(settings))
     after = utcnow()
     assert report.failed >= 1
     row = await _event(sessions, raw.id)
@@ -112,7 +113,7 @@ async def test_a_failing_event_backs_off_and_is_not_retried_before_it_is_due(
     assert row.next_attempt_at is not None
     assert before + retry_delay(2) <= row.next_attempt_at <= after + retry_delay(2)
 
-    await reprocess_due(sessions, settings)  # due in 10 s: not tried again now
+    await reprocess_due(sessions, ingestion_of(settings))  # due in 10 s: not tried again now
     assert (await _event(sessions, raw.id)).attempts == 2
     assert "late" not in [m.content for m in await messages_of(sessions, shop.account_id)]
 
@@ -125,7 +126,7 @@ async def test_an_event_failing_max_attempts_times_is_given_up_with_its_error(
         sessions, raw.id, attempts=MAX_ATTEMPTS - 1, next_attempt_at=utcnow() - timedelta(seconds=1)
     )
 
-    report = await reprocess_due(sessions, settings)
+    report = await reprocess_due(sessions, ingestion_of(settings))
 
     assert report.given_up >= 1
     row = await _event(sessions, raw.id)
@@ -135,7 +136,7 @@ async def test_an_event_failing_max_attempts_times_is_given_up_with_its_error(
     # Even once it could apply, a settled event is not tried again.
     async with sessions() as session, session.begin():
         await session.execute(delete(Message).where(col(Message.id) == blocker.id))
-    await reprocess_due(sessions, settings)
+    await reprocess_due(sessions, ingestion_of(settings))
     assert (await _event(sessions, raw.id)).attempts == MAX_ATTEMPTS
     assert "late" not in [m.content for m in await messages_of(sessions, shop.account_id)]
 

@@ -1,0 +1,422 @@
+"""Delivering queued messages to X: the second half of the one send path, the same code for a
+single reply and for a campaign batch of hundreds.
+
+For the messages asked for, in order:
+1. Claim (one transaction): each still-queued message is checked again at this moment —
+   the contact still exists, has not opted out (marketing kinds), the account is active and
+   connected (`services.messaging.queue.refusal`) — and marked attempted (`attempt_at`) before
+   anything goes to X. A refused one is settled (`skipped`: opted_out, deleted) or held (the
+   account cannot send: the caller decides).
+2. Reconcile: a message an earlier attempt left attempted is first looked for at X; found, it
+   is recorded as sent; not found, it is claimed and sent like the others.
+3. Media: a message's image, video or GIF is uploaded once per account (`MediaUploads`), an
+   upload the caller holds reused.
+4. Send, at most `concurrency` at a time; then one transaction records every outcome (and runs
+   the caller's `on_settled`, e.g. a campaign's recipient rows, in the same transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from integrations.x import (
+    XClient,
+    XCredentials,
+    XError,
+    XForbidden,
+    XRateLimited,
+    XRequestRejected,
+    XUnauthorized,
+)
+from mktx.secrets import SecretBox
+from mktx.settings import Settings
+from models.account import XAccount
+from models.contact import Contact
+from models.conversation import Message, MessageStatus
+from models.db import SessionMaker, utcnow
+from services.accounts.accounts import AccountNotUsable, load_credentials
+from services.messaging import records
+from services.messaging.media import MediaUnavailable, MediaUploads, refuses_media
+from services.messaging.queue import Refusal, attached_media, dm_text, refusal
+from services.messaging.reconcile import find_at_x
+from workflows.contracts.messaging import (
+    DeliveryResult,
+    MediaRef,
+    MessageOutcome,
+    OutcomeState,
+)
+
+logger = logging.getLogger(__name__)
+
+# X down or the outcome unknown: a short pause, then the attempted messages are looked for.
+UNAVAILABLE_PAUSE = timedelta(seconds=2)
+
+SettleHook = Callable[[AsyncSession, Sequence[MessageOutcome]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Job:
+    message: Message
+    account: XAccount
+    recipient_id: str
+    credentials: XCredentials
+    text: str
+    media_url: str | None
+    media_index: int = 0  # which attachment X attaches
+    media: MediaRef | None = None
+    media_retried: bool = False  # X refused an upload once: uploaded again, sent again
+
+
+class Delivery:
+    """Hands queued messages to X. Built once per worker from its dependencies."""
+
+    def __init__(
+        self, sessions: SessionMaker, x: XClient, secrets: SecretBox, settings: Settings
+    ) -> None:
+        self._sessions = sessions
+        self._x = x
+        self._secrets = secrets
+        self._settings = settings
+
+    async def deliver(
+        self,
+        merchant_id: str,
+        message_ids: Sequence[uuid.UUID],
+        *,
+        media: dict[str, MediaRef] | None = None,
+        concurrency: int = 32,
+        on_settled: SettleHook | None = None,
+        beat: Callable[[], None] = lambda: None,
+    ) -> DeliveryResult:
+        run = _Run(self, merchant_id, media or {}, on_settled)
+        attempted = await run.claim(list(dict.fromkeys(message_ids)), check_at_x=True)
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def look(job: _Job) -> _Job | None:
+            async with semaphore:
+                try:
+                    return await run.reconcile(job)
+                finally:
+                    beat()
+
+        unsent = [j for j in await asyncio.gather(*(look(j) for j in attempted)) if j]
+        if unsent:
+            # Not at X: sent like new ones, after the checks of this moment.
+            await run.claim([j.message.id for j in unsent], check_at_x=False)
+        ready = await run.prepare_media()
+
+        async def send(job: _Job) -> None:
+            async with semaphore:
+                try:
+                    await run.send(job)
+                finally:
+                    beat()
+
+        await asyncio.gather(*(send(job) for job in ready))
+        if run.media_retry:
+            run.to_send, run.media_retry = run.media_retry, []
+            await asyncio.gather(*(send(job) for job in await run.prepare_media()))
+        return await run.record()
+
+
+class _Run:
+    """One `deliver` call: what it has claimed, learned and must record."""
+
+    def __init__(
+        self,
+        delivery: Delivery,
+        merchant_id: str,
+        media: dict[str, MediaRef],
+        on_settled: SettleHook | None,
+    ) -> None:
+        self.d = delivery
+        self.merchant_id = merchant_id
+        self.uploads = MediaUploads(delivery._x, delivery._settings, media)
+        self.on_settled = on_settled
+        self.result = DeliveryResult()
+        self.to_send: list[_Job] = []
+        self.accepted: list[records.Accepted] = []
+        self.refused: list[tuple[uuid.UUID, str]] = []
+        self.not_taken: list[uuid.UUID] = []  # X certainly did not take them
+        self.token_refused: set[uuid.UUID] = set()
+        self.media_retry: list[_Job] = []  # X refused their media: upload again, send again
+        self.outcomes: dict[uuid.UUID, MessageOutcome] = {}
+        self.credentials: dict[uuid.UUID, XCredentials | None] = {}
+
+    # 1. Claim ---------------------------------------------------------------------------------
+
+    async def claim(self, message_ids: list[uuid.UUID], *, check_at_x: bool) -> list[_Job]:
+        """Lock the messages, settle what is settled or refused, mark the rest attempted;
+        answers the jobs to look for at X first (when `check_at_x`)."""
+        if not message_ids:
+            return []
+        attempted: list[_Job] = []
+        now = utcnow()
+        async with self.d._sessions() as session, session.begin():
+            rows = await session.execute(
+                select(Message, Contact, XAccount)
+                .join(XAccount, col(XAccount.id) == col(Message.account_id))
+                .outerjoin(Contact, col(Contact.id) == col(Message.contact_id))
+                .where(
+                    col(Message.id).in_(message_ids), col(Message.merchant_id) == self.merchant_id
+                )
+                .with_for_update(of=Message)  # type: ignore[arg-type]
+            )
+            found = {m.id: (m, c, a) for m, c, a in rows.tuples()}
+            claimed: list[uuid.UUID] = []
+            for message_id in message_ids:
+                if message_id not in found:  # erased with its contact
+                    self._outcome(message_id, OutcomeState.skipped, Refusal.deleted.value)
+                    continue
+                message, contact, account = found[message_id]
+                if message.twitter_message_id is not None:
+                    self._outcome(
+                        message_id,
+                        OutcomeState.sent,
+                        dm_event_id=message.twitter_message_id,
+                        sent_at=message.sent_at,
+                    )
+                    continue
+                if message.status != MessageStatus.queued:
+                    self._outcome(message_id, OutcomeState.failed, message.error or "not sent")
+                    continue
+                refused = refusal(message.kind, contact, account)
+                credentials = None
+                if refused is None:
+                    credentials = await self._credentials(session, account)
+                    if credentials is None:
+                        refused = (Refusal.account_unusable, "the account has no usable token")
+                if refused is not None:
+                    self._refuse(message, account, *refused)
+                    continue
+                assert contact is not None and credentials is not None
+                job = _Job(
+                    message=message,
+                    account=account,
+                    recipient_id=contact.twitter_user_id,
+                    credentials=credentials,
+                    text=dm_text(message.content, message.attachments),
+                    **_media_of(message),
+                )
+                if check_at_x and message.attempt_at is not None:
+                    attempted.append(job)
+                else:
+                    claimed.append(message_id)
+                    self.to_send.append(job)
+            await records.mark_attempted(session, claimed, now)
+            await records.record_refused(session, self.refused)
+        for job in self.to_send:
+            job.message.attempt_at = now
+        return attempted
+
+    def _refuse(self, message: Message, account: XAccount, reason: Refusal, detail: str) -> None:
+        if reason is Refusal.account_unusable:
+            self.result.account_error = detail or f"account @{account.username} is not usable"
+            self._outcome(message.id, OutcomeState.held, detail, error_type=reason.value)
+            return
+        self.refused.append((message.id, f"not sent: {detail} ({reason.value})"))
+        self._outcome(message.id, OutcomeState.skipped, reason.value, error_type=reason.value)
+
+    async def _credentials(self, session: AsyncSession, account: XAccount) -> XCredentials | None:
+        if account.id not in self.credentials:
+            try:
+                _, creds = await load_credentials(
+                    session, self.d._secrets, account.id, allow_disconnected=False
+                )
+            except AccountNotUsable:
+                creds = None
+            self.credentials[account.id] = creds
+        return self.credentials[account.id]
+
+    # 2. Reconcile -----------------------------------------------------------------------------
+
+    async def reconcile(self, job: _Job) -> _Job | None:
+        """Found at X: recorded as sent. Answers the job when X does not have it."""
+        try:
+            async with self.d._sessions() as session:
+                event = await find_at_x(
+                    session,
+                    self.d._x,
+                    job.credentials,
+                    job.message,
+                    sender_id=job.account.twitter_user_id,
+                    recipient_id=job.recipient_id,
+                    text=job.text,
+                    media=job.media_url is not None,
+                )
+        except XError as exc:
+            self._x_failed(job, exc, taken_unknown=True)  # still attempted: looked at again
+            return None
+        if event is None:
+            return job
+        at = event.created_at or utcnow()
+        self._accept(job, event.id, at, reconciled=True)
+        logger.info(
+            "message.reconciled", extra={"message_id": str(job.message.id), "dm_event_id": event.id}
+        )
+        return None
+
+    # 3. Media ---------------------------------------------------------------------------------
+
+    async def prepare_media(self) -> list[_Job]:
+        """Give each job with media its account's upload; answers the jobs ready to send."""
+        ready: list[_Job] = []
+        now = utcnow()
+        for job in self.to_send:
+            if job.media_url is None:
+                ready.append(job)
+                continue
+            try:
+                job.media = await self.uploads.for_account(
+                    str(job.account.id), job.credentials, job.media_url, now
+                )
+            except MediaUnavailable as exc:
+                self._media_refused(job, str(exc), f"attachments[{job.media_index}].url: {exc}")
+                continue
+            except (XForbidden, XRequestRejected) as exc:
+                self._media_refused(job, exc.reason, f"X refused the media: {exc.reason}")
+                continue
+            except XError as exc:
+                self._x_failed(job, exc, taken_unknown=False)
+                continue
+            ready.append(job)
+        return ready
+
+    def _media_refused(self, job: _Job, cause: str, reason: str) -> None:
+        # Never sent without its media: held until someone fixes it (or the caller fails it).
+        # `media_error` names the cause alone: a campaign says which of its parts it is.
+        self.result.media_error = cause
+        self.not_taken.append(job.message.id)
+        self._outcome(
+            job.message.id, OutcomeState.held, reason, error_type="MediaUnavailable", cause=cause
+        )
+
+    # 4. Send ----------------------------------------------------------------------------------
+
+    async def send(self, job: _Job) -> None:
+        try:
+            sent = await asyncio.to_thread(
+                self.d._x.send_dm,
+                job.credentials,
+                job.recipient_id,
+                job.text,
+                job.media.media_id if job.media else None,
+            )
+        except (XForbidden, XRequestRejected) as exc:
+            if job.media is not None and refuses_media(exc):
+                if job.media_retried:
+                    self._media_refused(job, exc.reason, f"X refused the media: {exc.reason}")
+                    return
+                # X no longer takes the upload (expired early, say): uploaded again, and the
+                # DM sent once more in this same delivery.
+                job.media_retried = True
+                self.uploads.drop(str(job.account.id))
+                self.media_retry.append(job)
+                return
+            self.refused.append((job.message.id, exc.reason))
+            self._outcome(
+                job.message.id,
+                OutcomeState.failed,
+                exc.reason,
+                x_status=exc.status,
+                error_type=type(exc).__name__,
+            )
+            return
+        except XError as exc:
+            self._x_failed(job, exc, taken_unknown=True)
+            return
+        self._accept(job, sent.dm_event_id, utcnow())
+
+    def _accept(self, job: _Job, event_id: str, at: datetime, *, reconciled: bool = False) -> None:
+        attachment = (job.media_index, job.media.attachment()) if job.media else None
+        self.accepted.append(
+            records.Accepted(job.message.id, job.account.id, event_id, at, attachment)
+        )
+        self._outcome(
+            job.message.id,
+            OutcomeState.sent,
+            dm_event_id=event_id,
+            sent_at=at,
+            reconciled=reconciled,
+        )
+
+    def _x_failed(self, job: _Job, exc: XError, *, taken_unknown: bool) -> None:
+        """X did not answer yes: the token refused (held), rate-limited (pending until X's
+        reset), or down / the outcome unknown (pending, looked for at X next time)."""
+        message_id = job.message.id
+        kind = type(exc).__name__
+        if isinstance(exc, XUnauthorized):
+            self.token_refused.add(job.account.id)
+            self.result.account_error = records.TOKEN_REFUSED
+            self.not_taken.append(message_id)
+            self._outcome(message_id, OutcomeState.held, records.TOKEN_REFUSED, exc.status, kind)
+            return
+        if isinstance(exc, XRateLimited):
+            self.not_taken.append(message_id)
+            self._wait(exc.reset_at, f"X rate limit: {exc.reason}")
+        else:
+            if not taken_unknown:
+                self.not_taken.append(message_id)
+            self._wait(utcnow() + UNAVAILABLE_PAUSE, f"X unavailable: {exc.reason}")
+        self._outcome(message_id, OutcomeState.pending, exc.reason, exc.status, kind)
+
+    def _wait(self, until: datetime, reason: str) -> None:
+        if self.result.wait_until is None or until > self.result.wait_until:
+            self.result.wait_until, self.result.wait_reason = until, reason
+
+    def _outcome(
+        self,
+        message_id: uuid.UUID,
+        state: OutcomeState,
+        reason: str | None = None,
+        x_status: int | None = None,
+        error_type: str | None = None,
+        **values: object,
+    ) -> None:
+        self.outcomes[message_id] = MessageOutcome(
+            message_id=message_id,
+            state=state,
+            reason=reason,
+            x_status=x_status,
+            error_type=error_type,
+            **values,  # type: ignore[arg-type]
+        )
+
+    # Record -----------------------------------------------------------------------------------
+
+    async def record(self) -> DeliveryResult:
+        outcomes = list(self.outcomes.values())
+        self.result.media = dict(self.uploads.uploaded)
+        self.result.media_dropped = [
+            a for a in self.uploads.dropped if a not in self.uploads.uploaded
+        ]
+        async with self.d._sessions() as session, session.begin():
+            await records.record_accepted(session, self.accepted)
+            await records.record_refused(session, self.refused)
+            await records.clear_attempt(session, self.not_taken)
+            await records.refuse_tokens(session, sorted(self.token_refused))
+            if self.on_settled is not None:
+                await self.on_settled(session, outcomes)
+        self.result.outcomes = outcomes
+        for outcome in outcomes:
+            if outcome.state in (OutcomeState.sent, OutcomeState.failed, OutcomeState.skipped):
+                logger.info(
+                    f"message.{outcome.state.value}",
+                    extra={"message_id": str(outcome.message_id), "reason": outcome.reason},
+                )
+        return self.result
+
+
+def _media_of(message: Message) -> dict[str, object]:
+    found = attached_media(message.attachments)
+    if found is None:
+        return {"media_url": None}
+    return {"media_url": str(found[1]["url"]), "media_index": found[0]}

@@ -1,0 +1,74 @@
+"""Contracts of `MaintenanceWorkflow`, run by the worker's Temporal Schedule `mktx-maintenance`,
+and of its two sweeps of its own: stored webhook events applied again, and deliveries of
+messages left `queued` started. (The follow-ups sweep's contracts are in contact_events.py,
+the owed starts' in owed_starts.py.)"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from workflows.contracts import contact_events, owed_starts
+from workflows.contracts.contact_events import FollowUpReport
+from workflows.contracts.owed_starts import OwedStartsReport
+
+# Activity names.
+REPROCESS_WEBHOOK_EVENTS = "maintenance.reprocess_webhook_events"
+SWEEP_OUTBOUND = "maintenance.sweep_outbound"
+
+# ApplicationError type of a run in which a sweep failed (the Web UI shows it).
+MAINTENANCE_FAILED = "MaintenanceFailed"
+
+# Stored events applied again per run.
+REPROCESS_LIMIT = 1000
+# A queued message this young may still be about to be started by the code that queued it.
+OUTBOUND_GRACE_SECONDS = 120.0
+# Queued messages looked at per run, oldest first (one Temporal call each).
+OUTBOUND_LIMIT = 500
+
+
+class ReprocessInput(BaseModel):
+    limit: int = REPROCESS_LIMIT
+
+
+class ReprocessReport(BaseModel):
+    """One pass: events looked at, applied, failed again (backing off) and given up."""
+
+    due: int = 0
+    applied: int = 0
+    failed: int = 0
+    given_up: int = 0
+
+
+class SweepOutboundInput(BaseModel):
+    grace_seconds: float = OUTBOUND_GRACE_SECONDS
+    limit: int = OUTBOUND_LIMIT
+
+
+class SweepReport(BaseModel):
+    """One pass over messages left `queued` (services/messaging/sweep.py says what each
+    count means)."""
+
+    examined: int = 0
+    started: int = 0
+    running: int = 0
+    expired: int = 0
+    recorded: int = 0
+    abandoned: int = 0
+    settled: int = 0
+    errors: int = 0
+
+
+class MaintenanceInput(BaseModel):
+    reprocess_limit: int = REPROCESS_LIMIT
+    follow_up_limit: int = contact_events.FOLLOW_UP_LIMIT
+    outbound_grace_seconds: float = OUTBOUND_GRACE_SECONDS
+    outbound_limit: int = OUTBOUND_LIMIT
+    owed_grace_seconds: float = owed_starts.GRACE_SECONDS
+    owed_limit: int = owed_starts.LIMIT
+
+
+class MaintenanceResult(BaseModel):
+    webhook_events: ReprocessReport | None = None
+    follow_ups: FollowUpReport | None = None
+    outbound: SweepReport | None = None
+    owed_starts: OwedStartsReport | None = None
