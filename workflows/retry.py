@@ -6,24 +6,19 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-# X's own refusals (activities/x_failures.py names the error types): retrying cannot help.
-X_REFUSALS = (
-    "AccountNotUsable",
-    "XTokenRevoked",
-    "XInvalidCredentials",
-    "XForbidden",
-    "XRequestRejected",
-)
+from workflows.contracts.accounts import ACCOUNT_NOT_USABLE
+from workflows.contracts.x_failures import X_REFUSALS
 
 
 def x_retry(*also_final: str) -> RetryPolicy:
-    """While X is down, retry with backoff up to a minute apart for as long as the activity's
-    schedule-to-close allows; X 429 retries at X's reset time (the error says when)."""
+    """The account unusable or X refusing: final. While X is down, retry with backoff up to
+    a minute apart for as long as the activity's schedule-to-close allows; X 429 retries at
+    X's reset time (the error says when)."""
     return RetryPolicy(
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,
         maximum_interval=timedelta(seconds=60),
-        non_retryable_error_types=[*X_REFUSALS, *also_final],
+        non_retryable_error_types=[ACCOUNT_NOT_USABLE, *X_REFUSALS, *also_final],
     )
 
 

@@ -1,0 +1,9 @@
+"""What every domain stands on.
+
+- `errors`: the one error hierarchy (`AppError`, `NotFound`, `ValidationFailed`, `InvalidState`,
+  `RateLimited`, `ServiceUnavailable`, …) the API writes as the spec's envelope.
+- `tenancy`: `owned_by` / `get_owned`, every query on tenant data scoped by the merchant.
+- `auth`: `Principal`, `Role`, `Permission`, `issue_token`, token checks.
+- `in_use`: `UsageChecks`, "still in use?" checks a resource's users register.
+- `x_errors`: `api_error_from_x`, how an X failure reads to an API caller.
+"""
