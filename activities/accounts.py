@@ -17,9 +17,9 @@ from activities.deps import WorkerDeps
 from activities.x_failures import application_error_from_x
 from integrations.x import XClient, XError, XTokenRevoked
 from mktx.secrets import SecretBox
-from models.account import AccountStatus, SubscriptionStatus, XAccount
+from models.account import SubscriptionStatus, XAccount
 from models.db import SessionMaker, utcnow
-from services.accounts.accounts import AccountNotUsable, load_credentials
+from services.accounts.accounts import AccountNotUsable, load_credentials, refuse_tokens
 from workflows.contracts import accounts as contract
 from workflows.contracts.accounts import (
     EraseTokensInput,
@@ -123,15 +123,8 @@ class AccountActivities:
             )
 
     async def _mark_token_refused(self, account_id: uuid.UUID) -> None:
-        await self._update_account(
-            account_id,
-            status=AccountStatus.error,
-            status_reason=(
-                "X no longer accepts this account's token (revoked or expired); "
-                "connect the account again"
-            ),
-        )
-        logger.warning("account.token_refused", extra={"account_id": str(account_id)})
+        async with self._sessions() as session, session.begin():
+            await refuse_tokens(session, [account_id])
 
 
 def build(deps: WorkerDeps) -> list[Callable[..., Any]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,6 +13,7 @@ from temporalio.client import Client
 from api.context import AppContext
 from services.core.auth import Permission, Principal, decode_token
 from services.core.errors import RateLimited, Unauthorized
+from services.core.temporal import TemporalSource
 
 
 async def get_context(request: Request) -> AppContext:
@@ -81,11 +82,11 @@ async def get_temporal(context: ContextDep) -> Client:
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 
 
-async def get_temporal_source(context: ContextDep) -> Callable[[], Awaitable[Client]]:
+async def get_temporal_source(context: ContextDep) -> TemporalSource:
     """The client to connect on first use, for a route whose work is accepted while Temporal
     is away (a campaign start: the maintenance schedule carries it out later), where
     `TemporalDep` would answer 503 before the handler runs."""
     return context.temporal.client
 
 
-TemporalSourceDep = Annotated[Callable[[], Awaitable[Client]], Depends(get_temporal_source)]
+TemporalSourceDep = Annotated[TemporalSource, Depends(get_temporal_source)]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,6 +31,8 @@ from models.db import utcnow
 from services.core.errors import Duplicate, InvalidState
 from services.core.tenancy import get_owned, owned_by
 from services.core.x_errors import api_error_from_x
+
+logger = logging.getLogger(__name__)
 
 
 class AccountNotUsable(Exception):
@@ -163,3 +167,21 @@ async def load_credentials(
         secrets.open(account.oauth_token_encrypted),
         secrets.open(account.oauth_token_secret_encrypted),
     )
+
+
+TOKEN_REFUSED = (
+    "X no longer accepts this account's token (revoked or expired); connect the account again"
+)
+
+
+async def refuse_tokens(session: AsyncSession, account_ids: Sequence[uuid.UUID]) -> None:
+    """The one handler of "X refused the token": the account is `error` until reconnected."""
+    if not account_ids:
+        return
+    await session.execute(
+        update(XAccount)
+        .where(col(XAccount.id).in_(list(account_ids)))
+        .values(status=AccountStatus.error, status_reason=TOKEN_REFUSED, updated_at=utcnow())
+    )
+    for account_id in account_ids:
+        logger.warning("account.token_refused", extra={"account_id": str(account_id)})

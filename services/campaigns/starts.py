@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,6 +48,7 @@ from models.db import SessionMaker, utcnow
 from services.campaigns import campaigns as campaign_service
 from services.campaigns import runs
 from services.core.errors import ServiceUnavailable
+from services.core.temporal import TemporalSource
 from workflows import ids
 from workflows.campaign import CampaignWorkflow
 from workflows.contracts.owed_starts import StartsReport
@@ -56,7 +56,6 @@ from workflows.contracts.owed_starts import StartsReport
 logger = logging.getLogger(__name__)
 
 # The process's Temporal client, connected on first use: a start is accepted without it.
-TemporalSource = Callable[[], Awaitable[Client]]
 
 # Temporal not reachable now, as opposed to refusing what it was asked: the work stays owed.
 _AWAY = {

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Delete, delete, or_, select, update
@@ -20,6 +19,7 @@ from models.contact import Contact, ContactDeletion
 from models.conversation import Conversation, Message
 from models.listener import WorkflowListener
 from models.webhook_event import WebhookEvent
+from services.core.temporal import TemporalSource
 from workflows.contracts.messaging import SkipReason
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ async def _delete(session: AsyncSession, statement: Delete) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def stop_contact_workflows(client: Callable[[], Awaitable[Client]], erasure: Erasure) -> int:
+async def stop_contact_workflows(client: TemporalSource, erasure: Erasure) -> int:
     """Terminate every running workflow for the erased contact: the registered listeners and
     whatever Temporal's visibility store lists under its ContactId. Returns how many stopped.
 

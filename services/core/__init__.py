@@ -6,4 +6,5 @@
 - `auth`: `Principal`, `Role`, `Permission`, `issue_token`, token checks.
 - `in_use`: `UsageChecks`, "still in use?" checks a resource's users register.
 - `x_errors`: `api_error_from_x`, how an X failure reads to an API caller.
+- `temporal`: `TemporalSource`, the process's Temporal client fetched when a call is due.
 """

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -41,6 +41,7 @@ from temporalio.client import Client
 from mktx.settings import Settings
 from models.conversation import Message
 from models.db import SessionMaker, utcnow
+from services.core.temporal import TemporalSource
 from services.inbox.listeners import forget_listeners
 from services.ingestion.dispatch import Attempt, Outcome, RecordedFollowUp, carry_out_one
 from services.ingestion.retries import (
@@ -54,7 +55,6 @@ from workflows.contracts.contact_events import FOLLOW_UP_LIMIT, FollowUpReport
 
 logger = logging.getLogger(__name__)
 
-TemporalSource = Callable[[], Awaitable[Client]]
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 # Temporal calls in flight at once per holder.

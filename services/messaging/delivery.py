@@ -42,7 +42,12 @@ from models.account import XAccount
 from models.contact import Contact
 from models.conversation import Message, MessageStatus
 from models.db import SessionMaker, utcnow
-from services.accounts.accounts import AccountNotUsable, load_credentials
+from services.accounts.accounts import (
+    TOKEN_REFUSED,
+    AccountNotUsable,
+    load_credentials,
+    refuse_tokens,
+)
 from services.messaging import records
 from services.messaging.media import MediaUnavailable, MediaUploads, refuses_media
 from services.messaging.queue import Refusal, attached_media, dm_text, refusal
@@ -355,9 +360,9 @@ class _Run:
         kind = type(exc).__name__
         if isinstance(exc, XUnauthorized):
             self.token_refused.add(job.account.id)
-            self.result.account_error = records.TOKEN_REFUSED
+            self.result.account_error = TOKEN_REFUSED
             self.not_taken.append(message_id)
-            self._outcome(message_id, OutcomeState.held, records.TOKEN_REFUSED, exc.status, kind)
+            self._outcome(message_id, OutcomeState.held, TOKEN_REFUSED, exc.status, kind)
             return
         if isinstance(exc, XRateLimited):
             self.not_taken.append(message_id)
@@ -402,7 +407,7 @@ class _Run:
             await records.record_accepted(session, self.accepted)
             await records.record_refused(session, self.refused)
             await records.clear_attempt(session, self.not_taken)
-            await records.refuse_tokens(session, sorted(self.token_refused))
+            await refuse_tokens(session, sorted(self.token_refused))
             if self.on_settled is not None:
                 await self.on_settled(session, outcomes)
         self.result.outcomes = outcomes

@@ -21,15 +21,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.account import AccountStatus, XAccount
 from models.conversation import Message
 from models.db import utcnow
 
 logger = logging.getLogger(__name__)
-
-TOKEN_REFUSED = (
-    "X no longer accepts this account's token (revoked or expired); connect the account again"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,19 +200,6 @@ RETURNING m.id, m.account_id
 async def record_failed(session: AsyncSession, message_id: uuid.UUID, reason: str) -> bool:
     """One message will not be delivered. False when it is gone or already settled."""
     return bool(await record_refused(session, [(message_id, reason)]))
-
-
-async def refuse_tokens(session: AsyncSession, account_ids: Sequence[uuid.UUID]) -> None:
-    """The one handler of "X refused the token": the account is `error` until reconnected."""
-    if not account_ids:
-        return
-    await session.execute(
-        update(XAccount)
-        .where(col(XAccount.id).in_(list(account_ids)))
-        .values(status=AccountStatus.error, status_reason=TOKEN_REFUSED, updated_at=utcnow())
-    )
-    for account_id in account_ids:
-        logger.warning("account.token_refused", extra={"account_id": str(account_id)})
 
 
 async def withdrawable(session: AsyncSession, message_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
