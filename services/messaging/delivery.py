@@ -193,7 +193,10 @@ class _Run:
                 if message.status != MessageStatus.queued:
                     self._outcome(message_id, OutcomeState.failed, message.error or "not sent")
                     continue
-                refused = refusal(message.kind, contact, account)
+                # A message an earlier attempt may have delivered is looked for at X before
+                # consent is asked again: what X has is recorded as sent, whatever came since.
+                look_first = check_at_x and message.attempt_at is not None
+                refused = refusal(None if look_first else message.kind, contact, account)
                 credentials = None
                 if refused is None:
                     credentials = await self._credentials(session, account)
@@ -211,7 +214,7 @@ class _Run:
                     text=dm_text(message.content, message.attachments),
                     **_media_of(message),
                 )
-                if check_at_x and message.attempt_at is not None:
+                if look_first:
                     attempted.append(job)
                 else:
                     claimed.append(message_id)
