@@ -19,6 +19,7 @@ from api.routes import (
     campaigns,
     contacts,
     conversations,
+    flows,
     operations,
     redirects,
     segments,
@@ -111,6 +112,7 @@ def create_app(
         templates.router,
         segments.router,
         campaigns.router,
+        flows.router,
     ):
         app.include_router(router, prefix=BASE_PATH)
     app.include_router(redirects.router)  # /r/{code}: short public links, no base path

@@ -7,20 +7,23 @@ from models.account import XAccount
 from models.campaign import Campaign, CampaignRecipient, CampaignTestSend, TrackedLink
 from models.contact import Contact, ContactDeletion
 from models.conversation import Conversation, Message
+from models.flow import AutomationFlow
 from models.listener import WorkflowListener
 from models.quota import SendReservation
 from models.rate_limit import RATE_LIMIT_TABLE
 from models.segment import Segment
 from models.template import Template
-from models.webhook_event import WebhookEvent
+from models.webhook_event import EventFollowUp, WebhookEvent
 
 __all__ = [
     "RATE_LIMIT_TABLE",
+    "AutomationFlow",
     "Campaign",
     "CampaignRecipient",
     "CampaignTestSend",
     "Contact",
     "ContactDeletion",
+    "EventFollowUp",
     "Conversation",
     "Message",
     "Segment",

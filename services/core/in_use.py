@@ -42,6 +42,8 @@ class UsageChecks(Generic[RowT]):
         users = [user for check in self._checks for user in await check(session, row)]
         if users:
             raise Conflict(
-                f"{self.resource} is used by active campaigns",
+                f"{self.resource} is used by "
+                + ", ".join(users[:3])
+                + (" and more" if users[3:] else ""),
                 details={"resource": self.resource, "id": str(row.id), "usedBy": users},
             )
