@@ -15,11 +15,16 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from mktx.settings import Settings
+from models.campaign import Campaign, CampaignStatus
 from models.conversation import Message, MessageStatus
 from models.db import SessionMaker, utcnow
+from models.template import Template
 from sandbox.admin import SandboxAdmin
+from services.campaigns.batches import claim_batch
+from services.campaigns.delivery import begin_occurrence
 from services.messaging import start_delivery
 from services.messaging.sweep import sweep_queued
+from tests.campaigns.conftest import make_world
 from tests.conftest import Api
 from tests.conversations.inbox import Thread, connect_shop, open_thread, queue_message
 from workflows import ids
@@ -203,3 +208,42 @@ async def test_a_message_queued_longer_than_the_delivery_deadline_fails_unsent(
     assert row.status == MessageStatus.failed and row.error and "24 hours" in row.error
     assert await _workflow_status(temporal_client, message.id) is None
     assert await x_admin.dms(recipient_id=thread.customer.id) == []
+
+
+async def test_a_campaigns_queued_dms_are_its_own_the_sweep_leaves_them(
+    api: Api,
+    x_admin: SandboxAdmin,
+    sessions: SessionMaker,
+    settings: Settings,
+    temporal_client: Client,
+) -> None:
+    """A campaign's claimed DMs are delivered by its own batches (which look at X first): the
+    sweep never gives them a delivery of their own, which could send one twice."""
+    world = await make_world(api, x_admin, sessions, recipients=2)
+    campaign = await world.campaign()
+    campaign_id = uuid.UUID(campaign["id"])
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Campaign)
+            .where(col(Campaign.id) == campaign_id)
+            .values(status=CampaignStatus.running)
+        )
+        begun = await begin_occurrence(session, api.merchant.id, campaign_id, "sweep-test")
+        assert begun is not None
+        row = await session.get(Campaign, campaign_id)
+        template = await session.get(Template, row.template_id if row else None)
+        assert row is not None and template is not None
+        claim = await claim_batch(
+            session, settings, row, template, occurrence=begun.occurrence, room=2, now=utcnow()
+        )
+    assert len(claim.message_ids) == 2
+    for message_id in claim.message_ids:
+        await _age(sessions, message_id, timedelta(minutes=5))
+
+    report = await sweep_queued(sessions, temporal_client, settings)
+
+    assert report.errors == 0
+    for message_id in claim.message_ids:
+        assert await _workflow_status(temporal_client, message_id) is None
+        assert (await _message(sessions, message_id)).status == MessageStatus.queued
+    assert await x_admin.dms(sender_id=world.shop.id) == []
