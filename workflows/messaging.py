@@ -44,7 +44,7 @@ class SendMessageWorkflow:
     @workflow.run
     async def run(self, request: SendMessageInput) -> SendMessageResult:
         deadline = workflow.info().start_time + DELIVERY_DEADLINE
-        media: dict[str, MediaRef] = {}
+        media: dict[str, MediaRef] = dict(request.media)
         while True:
             left = deadline - workflow.now()
             if left <= timedelta(0):
@@ -74,6 +74,7 @@ class SendMessageWorkflow:
                     outcome=SendOutcome.sent,
                     twitter_message_id=outcome.dm_event_id,
                     sent_at=outcome.sent_at,
+                    media=media,
                 )
             if outcome.state is OutcomeState.held:
                 # The account cannot send, or the media cannot be had: nobody is waiting on

@@ -29,7 +29,7 @@ from services.core.errors import BadRequest, ValidationFailed
 from services.messaging import OutgoingDM, Refusal, queue_messages, quota_error, start_delivery
 from services.messaging.queue import card_attachments
 from services.templates.templates import TemplateRenderError, render_for_contact, stored_card
-from workflows.contracts.messaging import SendMessageResult, SendOutcome
+from workflows.contracts.messaging import MediaRef, SendMessageResult, SendOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -155,11 +155,16 @@ async def _deliver(
     time goes on. Answers the results known by then."""
     rows = await session.exec(select(Message).where(col(Message.id).in_(message_ids)))
     messages = list(rows.all())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait.total_seconds()
 
-    async def one(message: Message) -> tuple[uuid.UUID, SendMessageResult | None]:
+    async def one(
+        message: Message, media: dict[str, MediaRef]
+    ) -> tuple[uuid.UUID, SendMessageResult | None]:
         try:
-            handle = await start_delivery(temporal, settings, message)
-            return message.id, await asyncio.wait_for(handle.result(), wait.total_seconds())
+            handle = await start_delivery(temporal, settings, message, media=media)
+            left = max(0.0, deadline - loop.time())
+            return message.id, await asyncio.wait_for(handle.result(), left)
         except Exception as exc:  # Temporal away or slow: the message stays queued, swept later
             logger.warning(
                 "campaign.test_send_pending",
@@ -167,7 +172,18 @@ async def _deliver(
             )
             return message.id, None
 
-    done = await asyncio.gather(*(one(m) for m in messages))
+    # A card's media: the first DM of each account uploads it, the others attach that upload.
+    first: dict[uuid.UUID, Message] = {}
+    for message in messages:
+        if message.attachments:
+            first.setdefault(message.account_id, message)
+    done = list(await asyncio.gather(*(one(m, {}) for m in first.values())))
+    held: dict[str, MediaRef] = {}
+    for _, result in done:
+        if result is not None:
+            held.update(result.media)
+    rest = [m for m in messages if m not in first.values()]
+    done += await asyncio.gather(*(one(m, held) for m in rest))
     return {message_id: result for message_id, result in done if result is not None}
 
 

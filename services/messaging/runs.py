@@ -13,6 +13,7 @@ from models.conversation import Message
 from workflows import ids
 from workflows.contracts.messaging import (
     SEND_MESSAGE_WORKFLOW,
+    MediaRef,
     SendMessageInput,
     SendMessageResult,
 )
@@ -24,13 +25,15 @@ async def start_delivery(
     message: Message,
     *,
     id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    media: dict[str, MediaRef] | None = None,
 ) -> WorkflowHandle[Any, SendMessageResult]:
     """Start the durable send of a committed message (a second call returns the same run).
     With REJECT_DUPLICATE, a run that has ended is not followed by another: the call raises
-    WorkflowAlreadyStartedError (services/messaging/sweep.py)."""
+    WorkflowAlreadyStartedError (services/messaging/sweep.py). `media`: uploads the caller
+    holds, attached instead of uploading again."""
     return await temporal.start_workflow(
         SEND_MESSAGE_WORKFLOW,
-        SendMessageInput(merchant_id=message.merchant_id, message_id=message.id),
+        SendMessageInput(merchant_id=message.merchant_id, message_id=message.id, media=media or {}),
         id=ids.send_message_id(str(message.id)),
         task_queue=settings.task_queue,
         search_attributes=ids.message_attributes(

@@ -254,8 +254,7 @@ async def test_test_sends_attach_the_media_or_fail_with_the_reason(
     assert {dm.media.sha256 if dm.media else None for dm in dms} == {
         digest("try.webp", "image/webp")
     }
-    # Each test DM is its own durable delivery, with its own upload of the card's media.
-    assert len(await x_admin.uploads(user_id=world.shop.id)) == 2
+    assert len(await x_admin.uploads(user_id=world.shop.id)) == 1  # one upload for both
 
     broken = await card_world(api, x_admin, sessions, UNREACHABLE, recipients=1)
     broken_campaign = await broken.campaign()

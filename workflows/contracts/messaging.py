@@ -71,6 +71,7 @@ class MessageOutcome(BaseModel):
     state: OutcomeState
     reason: str | None = None  # X's own words, or why it was skipped/held
     cause: str | None = None  # for media refusals: what is wrong with the media itself
+    media: dict[str, MediaRef] = {}  # the uploads the delivery held at its end, by account id
     dm_event_id: str | None = None
     sent_at: datetime | None = None
     reconciled: bool = False  # found at X after an attempt whose outcome was unknown
@@ -102,6 +103,8 @@ class SendMessageInput(BaseModel):
     has_media: bool = False  # kept for runs started before the one send path (unused)
     # A worker that dies mid-attempt is noticed this fast (the activity beats every 3 s).
     heartbeat_seconds: int = 15
+    # Uploads the caller holds, by account id (test sends of one card share one upload).
+    media: dict[str, MediaRef] = {}
 
 
 class SendOutcome(StrEnum):
@@ -117,6 +120,7 @@ class SendMessageResult(BaseModel):
     error_type: str | None = None  # e.g. XForbidden, AccountNotUsable, opted_out
     x_status: int | None = None
     cause: str | None = None  # for media refusals: what is wrong with the media itself
+    media: dict[str, MediaRef] = {}  # the uploads the delivery held at its end, by account id
 
 
 class RecordFailureInput(BaseModel):
