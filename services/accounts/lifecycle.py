@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlmodel import col, select
@@ -34,6 +33,7 @@ from models.account import AccountConnect, SubscriptionStatus, XAccount
 from models.db import SessionMaker, utcnow
 from services.accounts import accounts
 from services.core.errors import ServiceUnavailable
+from services.core.owed_starts import start_each
 from workflows import ids
 from workflows.contracts import accounts as contract
 from workflows.contracts.accounts import AccountConnectInput, AccountDisconnectInput
@@ -117,34 +117,19 @@ async def start_owed(
         to_connect = list((await session.exec(subscribing)).all())
         to_disconnect = list((await session.exec(revoking)).all())
     return (
-        await _start_each(to_connect, "connect", lambda a: _start_connect(temporal, settings, a)),
-        await _start_each(
-            to_disconnect, "disconnect", lambda a: _start_disconnect(temporal, settings, a)
+        await start_each(
+            to_connect,
+            lambda a: _start_connect(temporal, settings, a),
+            event="account",
+            describe=lambda a: {"account_id": str(a.id), "workflow": "connect"},
+        ),
+        await start_each(
+            to_disconnect,
+            lambda a: _start_disconnect(temporal, settings, a),
+            event="account",
+            describe=lambda a: {"account_id": str(a.id), "workflow": "disconnect"},
         ),
     )
-
-
-async def _start_each(
-    rows: list[XAccount], workflow: str, start: Callable[[XAccount], Awaitable[bool]]
-) -> StartsReport:
-    report = StartsReport(examined=len(rows))
-    for account in rows:
-        extra = {"account_id": str(account.id), "workflow": workflow}
-        try:
-            started = await start(account)
-        except Exception as exc:  # this one waits for the next pass; the others go on
-            report.errors += 1
-            logger.warning(
-                "account.owed_start_failed",
-                extra={**extra, "error": f"{type(exc).__name__}: {exc}"},
-            )
-            continue
-        if started:
-            report.started += 1
-            logger.warning("account.workflow_recovered", extra=extra)
-        else:
-            report.existing += 1
-    return report
 
 
 async def _start_connect(temporal: Client, settings: Settings, account: XAccount) -> bool:

@@ -48,6 +48,7 @@ from models.db import SessionMaker, utcnow
 from services.campaigns import campaigns as campaign_service
 from services.campaigns import runs
 from services.core.errors import ServiceUnavailable
+from services.core.owed_starts import start_each
 from services.core.temporal import TemporalSource
 from workflows import ids
 from workflows.campaign import CampaignWorkflow
@@ -133,24 +134,12 @@ async def sync_owed(
                 )
             ).all()
         )
-    report = StartsReport(examined=len(owed))
-    for campaign_id in owed:
-        extra = {"campaign_id": str(campaign_id)}
-        try:
-            started = await _sync_one(sessions, temporal, settings, campaign_id)
-        except Exception as exc:  # this one waits for the next pass; the others go on
-            report.errors += 1
-            logger.warning(
-                "campaign.owed_start_failed",
-                extra={**extra, "error": f"{type(exc).__name__}: {exc}"},
-            )
-            continue
-        if started:
-            report.started += 1
-            logger.warning("campaign.start_recovered", extra=extra)
-        else:
-            report.existing += 1
-    return report
+    return await start_each(
+        owed,
+        lambda campaign_id: _sync_one(sessions, temporal, settings, campaign_id),
+        event="campaign",
+        describe=lambda campaign_id: {"campaign_id": str(campaign_id)},
+    )
 
 
 async def sync_run(

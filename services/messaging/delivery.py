@@ -220,9 +220,9 @@ class _Run:
                     claimed.append(message_id)
                     self.to_send.append(job)
             await records.mark_attempted(session, claimed, now)
+            # Settled with the claim: `record` writes only what sending itself refuses.
             await records.record_refused(session, self.refused)
-        for job in self.to_send:
-            job.message.attempt_at = now
+            self.refused.clear()
         return attempted
 
     def _refuse(self, message: Message, account: XAccount, reason: Refusal, detail: str) -> None:

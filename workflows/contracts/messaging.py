@@ -100,7 +100,6 @@ class DeliveryResult(BaseModel):
 class SendMessageInput(BaseModel):
     merchant_id: str
     message_id: uuid.UUID
-    has_media: bool = False  # kept for runs started before the one send path (unused)
     # A worker that dies mid-attempt is noticed this fast (the activity beats every 3 s).
     heartbeat_seconds: int = 15
     # Uploads the caller holds, by account id (test sends of one card share one upload).
