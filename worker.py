@@ -13,12 +13,14 @@ from temporalio.worker import Worker
 
 import activities.accounts
 import activities.campaign
+import activities.flows
 import activities.listeners
 import activities.maintenance
 import activities.messaging
 import workflows.accounts
 import workflows.campaign
 import workflows.contact_reply
+import workflows.flow
 import workflows.maintenance
 import workflows.messaging
 from activities.deps import WorkerDeps
@@ -38,6 +40,7 @@ ALL_WORKFLOWS: Sequence[type] = [
     *workflows.messaging.WORKFLOWS,
     *workflows.contact_reply.WORKFLOWS,
     *workflows.campaign.WORKFLOWS,
+    *workflows.flow.WORKFLOWS,
     *workflows.maintenance.WORKFLOWS,
 ]
 ACTIVITY_BUILDERS: Sequence[Callable[[WorkerDeps], list[Callable[..., Any]]]] = [
@@ -45,6 +48,7 @@ ACTIVITY_BUILDERS: Sequence[Callable[[WorkerDeps], list[Callable[..., Any]]]] = 
     activities.messaging.build,
     activities.listeners.build,
     activities.campaign.build,
+    activities.flows.build,
     activities.maintenance.build,
 ]
 

@@ -18,11 +18,11 @@ from services.campaigns import starts as campaign_starts
 from services.ingestion import (
     IngestionContext,
     TriggerRegistry,
-    build_triggers,
     carry_out_due,
     reprocess_due,
 )
 from services.messaging.sweep import sweep_queued
+from services.triggers import build_triggers
 from workflows.contracts.contact_events import (
     CARRY_OUT_FOLLOW_UPS,
     FollowUpReport,
@@ -44,7 +44,8 @@ class MaintenanceActivities:
         self._deps = deps
         # Built with the worker, as the API builds its own: the same triggers in both.
         self._ingestion = IngestionContext(
-            deps.settings, triggers if triggers is not None else build_triggers(deps.settings)
+            deps.settings,
+            triggers if triggers is not None else build_triggers(deps.settings, deps.sessions),
         )
 
     async def _temporal(self) -> Client:

@@ -31,7 +31,8 @@ from mktx.logs import configure_logging
 from mktx.secrets import SecretBox
 from mktx.settings import Settings, get_settings
 from models.db import make_engine, make_sessionmaker
-from services.ingestion import TriggerRegistry, build_triggers
+from services.ingestion import TriggerRegistry
+from services.triggers import build_triggers
 
 BASE_PATH = "/api/v1/mkt-x"
 
@@ -63,7 +64,9 @@ def create_app(
         context = build_context(settings)
         app.state.context = context
         # The workflows contact events start: the same registry the worker builds.
-        app.state.triggers = triggers if triggers is not None else build_triggers(settings)
+        app.state.triggers = (
+            triggers if triggers is not None else build_triggers(settings, context.sessions)
+        )
         # Everything loaded so far lives as long as the process: keep it out of the garbage
         # collector's full passes (some 60 ms each over the imported libraries' objects).
         gc.collect()

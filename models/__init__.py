@@ -8,15 +8,17 @@ from models.campaign import Campaign, CampaignRecipient, CampaignTestSend, Track
 from models.contact import Contact, ContactDeletion
 from models.conversation import Conversation, Message
 from models.flow import AutomationFlow
+from models.flow_run import FlowRun, FlowRunStep, FlowVersion
 from models.listener import WorkflowListener
 from models.quota import SendReservation
 from models.rate_limit import RATE_LIMIT_TABLE
 from models.segment import Segment
 from models.template import Template
-from models.webhook_event import EventFollowUp, WebhookEvent
+from models.webhook_event import ArmedTrigger, EventFollowUp, WebhookEvent
 
 __all__ = [
     "RATE_LIMIT_TABLE",
+    "ArmedTrigger",
     "AutomationFlow",
     "Campaign",
     "CampaignRecipient",
@@ -24,6 +26,9 @@ __all__ = [
     "Contact",
     "ContactDeletion",
     "EventFollowUp",
+    "FlowRun",
+    "FlowRunStep",
+    "FlowVersion",
     "Conversation",
     "Message",
     "Segment",

@@ -93,15 +93,19 @@ class EventFollowUp(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)  # also the request id
     merchant_id: str = Field(max_length=128)
-    webhook_event_id: uuid.UUID = Field(
-        sa_column=Column(ForeignKey("webhook_events.id", ondelete="CASCADE"), nullable=False)
+    # NULL for an event that came from no webhook (a tag added through the API, an import or a
+    # flow): each such event is recorded once, by the transaction that made it.
+    webhook_event_id: uuid.UUID | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("webhook_events.id", ondelete="CASCADE"), nullable=True),
     )
     kind: str = Field(max_length=16)  # FollowUpKind
     target: str = Field(max_length=256)
     # The ContactEvent to deliver (workflows/contracts/contact_events.py).
     payload: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
-    # A start's decision (services/ingestion/triggers.WorkflowStart), once its trigger made it.
-    start: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    # A start's decision, once its trigger made it: the list of the WorkflowStarts
+    # (services/ingestion/triggers.py) to carry out, empty when there was nothing to start.
+    start: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     # When it is next due (whoever holds it until then: see services/ingestion/follow_up.py).
     next_attempt_at: datetime = Field(sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
@@ -109,3 +113,17 @@ class EventFollowUp(SQLModel, table=True):
     done_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     outcome: str | None = Field(default=None, max_length=16)
     last_error: str | None = Field(default=None, max_length=2048)
+
+
+class ArmedTrigger(SQLModel, table=True):
+    """A trigger that wants a merchant's events (services/ingestion/triggers.py): ingestion
+    records a start follow-up for an event only where its trigger is armed for the event's
+    merchant, so that merchants with nothing to start pay nothing for a trigger (one index
+    probe). Its domain arms it when something starts to need it (a flow is activated) and may
+    disarm it when nothing does any more; armed with nothing to start costs a follow-up row
+    whose decision is "nothing"."""
+
+    __tablename__ = "armed_triggers"
+
+    merchant_id: str = Field(max_length=128, primary_key=True)
+    trigger: str = Field(max_length=128, primary_key=True)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
 
 from api.deps import ContextDep, ReaderDep, SessionDep, require
 from api.envelope import Envelope, Page, error_responses, ok
+from api.follow_ups import carry_out_follow_ups_soon
 from api.pagination import PageDep
 from models.account import XAccount
 from models.contact import (
@@ -27,6 +28,7 @@ from services.contacts import contacts as contact_service
 from services.contacts import erasure as contact_erasure
 from services.contacts import importing as contact_import
 from services.contacts import listing as contact_list
+from services.contacts import tag_events
 from services.core.auth import Permission, Principal
 from services.core.errors import ValidationFailed
 from services.core.tenancy import get_owned
@@ -98,6 +100,7 @@ async def import_contacts(
     request: Request,
     principal: EditorDep,
     session: SessionDep,
+    background: BackgroundTasks,
     account_id: Annotated[uuid.UUID, Query(alias="accountId", description="the X account")],
 ) -> Envelope[ContactImportResult]:
     """Import contacts from CSV (header row) or JSON lines: created, updated or rejected per row.
@@ -115,6 +118,8 @@ async def import_contacts(
     result = await contact_import.import_contacts(
         session, merchant_id=principal.merchant_id, account_id=account_id, records=records
     )
+    # Tags the import gave may enrol contacts into flows (recorded with each chunk).
+    carry_out_follow_ups_soon(background, request)
     return ok(result)
 
 
@@ -163,10 +168,21 @@ async def update_contact(
     responses=error_responses(401, 403, 404, 422),
 )
 async def add_tags(
-    body: ContactTagsAdd, contact: LockedContactDep, session: SessionDep
+    body: ContactTagsAdd,
+    contact: LockedContactDep,
+    session: SessionDep,
+    background: BackgroundTasks,
+    request: Request,
 ) -> Envelope[ContactPublic]:
-    """Add tags (trimmed, lowercased, deduplicated); new ones follow the existing ones."""
+    """Add tags (trimmed, lowercased, deduplicated); new ones follow the existing ones. A tag
+    the contact gains may enrol it into a flow triggered by that tag."""
+    before = set(contact.tags)
     contact_service.add_tags(contact, body.tags)
+    added = [tag for tag in contact.tags if tag not in before]
+    if await tag_events.tags_added(
+        session, contact.merchant_id, [(contact.id, contact.account_id, added)]
+    ):
+        carry_out_follow_ups_soon(background, request)
     await session.flush()
     return ok(ContactPublic.model_validate(contact))
 

@@ -32,12 +32,12 @@ from services.ingestion import (
     IngestionContext,
     MalformedPayload,
     TriggerRegistry,
-    build_triggers,
     crc_response_token,
     ingest_payload,
     run_follow_up,
     signature_is_valid,
 )
+from services.triggers import build_triggers
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def _ingestion(app: Starlette, context: AppContext) -> _Ingestion:
     if ingestion is None:
         triggers: TriggerRegistry | None = getattr(app.state, "triggers", None)
         if triggers is None:
-            triggers = build_triggers(context.settings)
+            triggers = build_triggers(context.settings, context.sessions)
         size = max(2, context.settings.database_pool_size // 2)
         ingestion = _Ingestion(
             GroupCommit(IngestionConnections(context.engine, size)),

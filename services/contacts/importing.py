@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.contact import ContactImportResult, ImportRejection
+from services.contacts import tag_events
 from services.contacts.fields import AttributesRefused, encode_attributes, tag_problem
 from services.core.errors import ValidationFailed
 
@@ -305,7 +306,16 @@ _UPSERT = text(
        OR c.attributes IS DISTINCT FROM c.attributes || excluded.attributes
        OR c.username IS DISTINCT FROM coalesce(excluded.username, c.username)
        OR c.display_name IS DISTINCT FROM coalesce(excluded.display_name, c.display_name)
-    RETURNING (xmax = 0) AS created
+    RETURNING (xmax = 0) AS created, c.id, c.twitter_user_id
+    """
+)
+
+# The tags the contacts of a chunk had before it, for those that may gain a tag waited for.
+_TAGS_BEFORE = text(
+    """
+    SELECT twitter_user_id, tags FROM contacts
+    WHERE account_id = :account_id AND twitter_user_id = ANY(CAST(:users AS text[]))
+    FOR UPDATE
     """
 )
 
@@ -316,11 +326,14 @@ class _Chunk:
     rejected: list[Rejected]
     good: int
     payload: str  # the good records as one JSON array for jsonb_to_recordset
+    # The records' tags that someone waits for (tag_events.wanted_tags), by X user id.
+    watched: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _next_chunk(records: Iterator[Parsed], size: int) -> _Chunk:
+def _next_chunk(records: Iterator[Parsed], size: int, wanted: frozenset[str]) -> _Chunk:
     rejected: list[Rejected] = []
     parts: list[str] = []
+    watched: dict[str, list[str]] = {}
     received = 0
     for item in islice(records, size):
         received += 1
@@ -339,7 +352,9 @@ def _next_chunk(records: Iterator[Parsed], size: int) -> _Chunk:
         )
         # The attributes were serialised (and size-checked) once already.
         parts.append(f'{head[:-1]},"attributes":{item.attributes_json}}}')
-    return _Chunk(received, rejected, len(parts), "[" + ",".join(parts) + "]")
+        if wanted and (tags := [tag for tag in item.tags if tag in wanted]):
+            watched[item.twitter_user_id] = tags
+    return _Chunk(received, rejected, len(parts), "[" + ",".join(parts) + "]", watched)
 
 
 @dataclass
@@ -350,6 +365,7 @@ class ImportTally:
     unchanged: int = 0
     rejected: list[ImportRejection] = field(default_factory=list)
     rejected_count: int = 0
+    tag_events: int = 0  # tags gained that a flow waits for (recorded to enrol the contacts)
 
     def reject(self, rejection: Rejected) -> None:
         self.rejected_count += 1
@@ -381,19 +397,26 @@ async def import_contacts(
     size = chunk_size or CHUNK_SIZE
     tally = ImportTally()
     started = time.perf_counter()
+    wanted = frozenset(await tag_events.wanted_tags(session, merchant_id, account_id))
     # Parsing is CPU work: it runs in a thread, one chunk ahead, while PostgreSQL stores the last.
-    upcoming = asyncio.ensure_future(asyncio.to_thread(_next_chunk, records, size))
+    upcoming = asyncio.ensure_future(asyncio.to_thread(_next_chunk, records, size, wanted))
     try:
         while True:
             chunk = await upcoming
             if not chunk.received:
                 break
-            upcoming = asyncio.ensure_future(asyncio.to_thread(_next_chunk, records, size))
+            upcoming = asyncio.ensure_future(asyncio.to_thread(_next_chunk, records, size, wanted))
             tally.received += chunk.received
             for rejection in chunk.rejected:
                 tally.reject(rejection)
             if not chunk.good:
                 continue
+            before: dict[str, list[str]] = {}
+            if chunk.watched:
+                found = await session.execute(
+                    _TAGS_BEFORE, {"account_id": account_id, "users": list(chunk.watched)}
+                )
+                before = {row.twitter_user_id: list(row.tags) for row in found}
             rows = (
                 await session.execute(
                     _UPSERT,
@@ -404,6 +427,13 @@ async def import_contacts(
                     },
                 )
             ).all()
+            if chunk.watched:
+                gained = [
+                    (row.id, account_id, [t for t in tags if t not in before.get(user, ())])
+                    for row in rows
+                    if (tags := chunk.watched.get(user := row.twitter_user_id))
+                ]
+                tally.tag_events += await tag_events.tags_added(session, merchant_id, gained)
             await session.commit()
             created = sum(1 for row in rows if row.created)
             tally.created += created

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -58,7 +58,12 @@ def list_statement(merchant_id: str, status: FlowStatus | None) -> Any:
     return statement
 
 
-def public(flows: Sequence[AutomationFlow]) -> list[FlowPublic]:
+def public(
+    flows: Sequence[AutomationFlow],
+    statistics: Mapping[uuid.UUID, FlowStatistics] | None = None,
+) -> list[FlowPublic]:
+    """The flows as the API shows them, with their run counts (`executions.statistics`)."""
+    counts = statistics or {}
     return [
         FlowPublic.model_validate(
             {
@@ -72,8 +77,7 @@ def public(flows: Sequence[AutomationFlow]) -> list[FlowPublic]:
                 "connections": f.connections,
                 "reentry": f.reentry,
                 "version": f.version,
-                # No runs exist yet (flows cannot be activated in this release): all zero.
-                "statistics": FlowStatistics(),
+                "statistics": counts.get(f.id, FlowStatistics()),
                 "created_at": f.created_at,
                 "updated_at": f.updated_at,
                 "activated_at": f.activated_at,

@@ -5,7 +5,8 @@ what it owes the workflows waiting on its contact becomes durable.
   commit; `apply` and `sql`: one statement per event, which also records its follow-ups).
 - `follow_up`: `run_follow_up` (after the answer) and `carry_out_due` (the maintenance step)
   carry out the recorded follow-ups exactly once per event and target (`dispatch`).
-- `triggers`: `build_triggers`, the process's `TriggerRegistry` of workflows events start.
+- `triggers`: `TriggerRegistry`, the workflows contact events start (built by
+  `services.triggers.build_triggers`).
 - `reprocess`: `reprocess_due`, events whose application failed applied again later.
 - `signatures`: X's webhook signatures and CRC.
 
@@ -20,7 +21,7 @@ from services.ingestion.follow_up import FollowUp, carry_out_due, run_follow_up
 from services.ingestion.payloads import IngestResult, ingest_payload
 from services.ingestion.reprocess import ReprocessReport, reprocess_due
 from services.ingestion.signatures import SIGNATURE_HEADER, crc_response_token, signature_is_valid
-from services.ingestion.triggers import Trigger, TriggerRegistry, WorkflowStart, build_triggers
+from services.ingestion.triggers import Trigger, TriggerRegistry, WorkflowStart
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -34,7 +35,6 @@ __all__ = [
     "Trigger",
     "TriggerRegistry",
     "WorkflowStart",
-    "build_triggers",
     "carry_out_due",
     "crc_response_token",
     "ingest_payload",

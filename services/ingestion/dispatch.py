@@ -67,19 +67,21 @@ class RecordedFollowUp:
     kind: FollowUpKind
     target: str  # the listener's workflow id (signal), the trigger's name (start)
     event: ContactEvent
-    start: WorkflowStart | None = None  # a start's decision, once made
+    starts: list[WorkflowStart] | None = None  # a start's decision, once made
     attempts: int = 0  # attempts before this one
 
     @classmethod
     def of(cls, row: Mapping[Any, Any]) -> RecordedFollowUp:
         """From the row's columns (as the recording statement's JSON or as selected)."""
         start = row.get("start")
+        if isinstance(start, dict):  # recorded by a release that decided one start at most
+            start = [start]
         return cls(
             id=uuid.UUID(str(row["id"])),
             kind=FollowUpKind(row["kind"]),
             target=row["target"],
             event=ContactEvent.model_validate(row["payload"]),
-            start=WorkflowStart.model_validate(start) if start is not None else None,
+            starts=[WorkflowStart.model_validate(s) for s in start] if start is not None else None,
             attempts=int(row.get("attempts") or 0),
         )
 
@@ -89,16 +91,16 @@ class Attempt:
     """What one attempt came to: an outcome, or an error (then it is tried again later)."""
 
     outcome: Outcome | None
-    start: WorkflowStart | None = None  # the decision this attempt made (to record)
+    starts: list[WorkflowStart] | None = None  # the decision this attempt made (to record)
     error: str | None = None
     unavailable: bool = False  # the error says Temporal is away: trying more now is useless
 
     @classmethod
-    def failed(cls, exc: BaseException, start: WorkflowStart | None = None) -> Attempt:
+    def failed(cls, exc: BaseException, starts: list[WorkflowStart] | None = None) -> Attempt:
         unavailable = isinstance(exc, TimeoutError | ConnectionError) or (
             isinstance(exc, RPCError) and exc.status in _UNAVAILABLE
         )
-        return cls(None, start, describe_failure(exc), unavailable)
+        return cls(None, starts, describe_failure(exc), unavailable)
 
 
 class TriggerUnknown(LookupError):
@@ -109,23 +111,43 @@ async def carry_out_one(
     client: Client, triggers: TriggerRegistry, follow_up: RecordedFollowUp
 ) -> Attempt:
     """Make the follow-up's call once. Never raises: a failure is an Attempt with its error."""
-    start = follow_up.start
+    starts = follow_up.starts
     try:
         if follow_up.kind is FollowUpKind.signal:
             return Attempt(await _signal(client, follow_up.target, follow_up.event, follow_up.id))
-        if start is None:
+        if starts is None:
             trigger = triggers.get(follow_up.target)
             if trigger is None:
                 raise TriggerUnknown(f"no trigger named {follow_up.target!r} in this process")
-            start = await trigger.decide(follow_up.event)
-            if start is None:
-                return Attempt(Outcome.skipped)
-        outcome = await _signal_with_start(client, start, follow_up.event, follow_up.id)
-        return Attempt(outcome, start)
+            decided = await trigger.decide(follow_up.event)
+            if isinstance(decided, WorkflowStart):
+                decided = [decided]
+            starts = list(decided or ())
+            if not starts:
+                return Attempt(Outcome.skipped, starts)
+        outcomes = [
+            await _signal_with_start(client, start, follow_up.event, _request_id(follow_up.id, i))
+            for i, start in enumerate(starts)
+        ]
+        return Attempt(_overall(outcomes), starts)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # Temporal away, a trigger failing: recorded, tried again later
-        return Attempt.failed(exc, start)
+        return Attempt.failed(exc, starts)
+
+
+def _request_id(follow_up_id: uuid.UUID, index: int) -> uuid.UUID:
+    """The request id of a decision's start: the follow-up's id for the first (or only) one,
+    derived from it for the others, the same at every attempt."""
+    return follow_up_id if index == 0 else uuid.uuid5(follow_up_id, str(index))
+
+
+def _overall(outcomes: list[Outcome]) -> Outcome:
+    """A decision of several starts: started if any started, else signalled if any was."""
+    for outcome in (Outcome.started, Outcome.signalled):
+        if outcome in outcomes:
+            return outcome
+    return Outcome.already_ran
 
 
 async def _signal(

@@ -29,6 +29,7 @@ is not is started by the outbound sweep (services/messaging/sweep.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -275,7 +276,11 @@ async def _mark(
                 "done_at": now if outcome is not None else None,
                 "next_attempt_at": None if outcome is not None else now + retry_delay(count),
                 "error": attempt.error,
-                "start": attempt.start.model_dump_json() if attempt.start is not None else None,
+                "start": (
+                    json.dumps([s.model_dump(mode="json") for s in attempt.starts])
+                    if attempt.starts is not None
+                    else None
+                ),
             }
         )
         if report is not None:

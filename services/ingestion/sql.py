@@ -87,7 +87,8 @@ def _follow_ups(
 ) -> LiteralString:
     """The CTE that records what the event owes (models.webhook_event.EventFollowUp), in the
     statement that stores it: a signal to each live listener of the contact, and a start for
-    each trigger that wants this kind of event (`triggers`: their names, usually none).
+    each trigger that wants this kind of event (`triggers`: their names, usually none) and is
+    armed for the event's merchant (models.webhook_event.ArmedTrigger).
 
     `sources` (filtered by `where`) yields one row when the event concerns a known contact,
     none otherwise: so a duplicate delivery, which stores nothing, records nothing either. The
@@ -122,7 +123,8 @@ follow_up AS (
             SELECT 'signal' AS kind, l.workflow_id AS target FROM workflow_listeners l
             WHERE l.merchant_id = raw.merchant_id AND l.contact_id = contact.id
                 AND l.expires_at > %(now)s
-            UNION ALL SELECT 'start', unnest(%(triggers)s::varchar[])
+            UNION ALL SELECT 'start', a.trigger FROM armed_triggers a
+            WHERE a.merchant_id = raw.merchant_id AND a.trigger = ANY(%(triggers)s::varchar[])
         ) AS o
     ) AS t (kinds, targets)
     WHERE t.kinds IS NOT NULL AND """

@@ -6,32 +6,14 @@ what makes it durable. Ingestion records "this event goes through trigger T" in 
 statement that stores the event (one outbox row per event and trigger whose `kinds` include
 the event's kind); whoever carries the row out (the API right after its answer, else the
 maintenance schedule) asks T for its decision, calls Temporal, and writes the decision into the
-row, from where any later attempt replays it as it is. Only events of a kind some trigger wants
-get such a row: with no trigger registered, triggers cost ingestion nothing; with one, every
-event of its kinds, of every merchant, costs a row and a question (answer None fast where the
-merchant has nothing to start), so a trigger wants only the kinds it acts on.
+row, from where any later attempt replays it as it is. Only events of a kind some trigger wants, of a
+merchant the trigger is armed for (`arm_triggers`, models.webhook_event.ArmedTrigger), get such
+a row: a merchant with nothing to start pays one index probe per event.
 
-The registry is built once per process by `build_triggers`, in the API's lifespan and when the
-worker builds its activities, from the same code: both then know the same names. Nothing in
-production registers a trigger yet. A domain that does (the automation flows will) keeps its
-triggers in its own package and registers them from here:
-
-    # services/flows/triggers.py
-    def register_triggers(registry: TriggerRegistry, settings: Settings) -> None:
-        async def enrol(event: ContactEvent) -> WorkflowStart | None:
-            flow = ...  # the merchant's live flow started by a new follower, if any
-            return WorkflowStart.of(
-                FLOW_WORKFLOW,
-                ids.flow_id(str(flow.id), str(event.contact_id)),
-                FlowInput(flow_id=flow.id, version=flow.version, contact_id=event.contact_id),
-                task_queue=settings.task_queue,
-                search_attributes=ids.contact_attributes(event.merchant_id, str(event.contact_id)),
-            )
-
-        new_follower = frozenset({ContactEventKind.follow})
-        registry.register(Trigger("flows.new_follower", new_follower, enrol))
-
-    # below, in build_triggers:  flows.register_triggers(registry, settings)
+The registry is built once per process by `services.triggers.build_triggers`, in the API's
+lifespan and when the worker builds its activities, from the same code: both then know the same
+names. A domain with triggers keeps them in its own package (services/flows/triggers.py) and
+registers them from there.
 
 The started workflow declares `@workflow.signal(name=CONTACT_EVENT_SIGNAL)`: it receives the
 event as its first signal. A trigger's name is recorded in the outbox, so keep it stable; a row
@@ -41,11 +23,13 @@ recorded under a name no process knows any more is retried, then settled with th
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import pydantic_core
 from pydantic import BaseModel, JsonValue
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.common import (
     SearchAttributeKey,
     SearchAttributePair,
@@ -53,7 +37,6 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 
-from mktx.settings import Settings
 from workflows.contracts.contact_events import ContactEvent, ContactEventKind
 
 
@@ -108,7 +91,8 @@ class WorkflowStart(BaseModel):
         )
 
 
-Decide = Callable[[ContactEvent], Awaitable[WorkflowStart | None]]
+# One start, several (an event that enrols the contact into two flows), or none.
+Decide = Callable[[ContactEvent], Awaitable[WorkflowStart | Sequence[WorkflowStart] | None]]
 
 
 @dataclass(frozen=True)
@@ -154,8 +138,35 @@ class TriggerRegistry:
         return f"TriggerRegistry({sorted(self._by_name)!r})"
 
 
-def build_triggers(settings: Settings) -> TriggerRegistry:
-    """Every domain's triggers (see the module docstring for how a domain adds its own)."""
-    registry = TriggerRegistry()
-    # One line per domain with triggers, e.g. `flows.register_triggers(registry, settings)`.
-    return registry
+async def lock_armed_triggers(session: AsyncSession, merchant_id: str) -> None:
+    """Until the transaction ends, the merchant's armed triggers are this transaction's to
+    change (taken again by `arm_triggers`: take it first when deciding what to arm)."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext('armed_triggers:' || :merchant_id))"),
+        {"merchant_id": merchant_id},
+    )
+
+
+async def arm_triggers(
+    session: AsyncSession, merchant_id: str, *, prefix: str, armed: Iterable[str]
+) -> None:
+    """Set which of a domain's triggers (the names starting with `prefix`) are armed for the
+    merchant: exactly `armed`. Serialised per merchant (`lock_armed_triggers`), so that two
+    changes at once cannot leave a trigger disarmed that one of them needs, provided each
+    takes the lock before reading the state it decides from."""
+    names = sorted(set(armed))
+    await lock_armed_triggers(session, merchant_id)
+    await session.execute(
+        text(
+            "DELETE FROM armed_triggers WHERE merchant_id = :merchant_id"
+            " AND starts_with(trigger, :prefix) AND NOT trigger = ANY(CAST(:names AS varchar[]))"
+        ),
+        {"merchant_id": merchant_id, "prefix": prefix, "names": names},
+    )
+    await session.execute(
+        text(
+            "INSERT INTO armed_triggers (merchant_id, trigger)"
+            " SELECT :merchant_id, unnest(CAST(:names AS varchar[])) ON CONFLICT DO NOTHING"
+        ),
+        {"merchant_id": merchant_id, "names": names},
+    )

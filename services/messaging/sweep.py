@@ -30,6 +30,7 @@ from mktx.settings import Settings
 from models.campaign import CampaignRecipient
 from models.conversation import Message, MessageDirection, MessageStatus
 from models.db import SessionMaker, utcnow
+from models.quota import SendKind
 from services.messaging.records import Accepted, record_accepted, record_failed
 from services.messaging.runs import delivery_handle, start_delivery
 from workflows.contracts.maintenance import OUTBOUND_GRACE_SECONDS, OUTBOUND_LIMIT, SweepReport
@@ -74,6 +75,8 @@ async def sweep_queued(
                 col(Message.status) == MessageStatus.queued,
                 col(Message.created_at) <= now - grace,
                 col(Message.direction) == MessageDirection.outbound,
+                # A flow run delivers its own DMs (its send step retries until X takes them).
+                col(Message.kind).is_distinct_from(SendKind.flow.value),
                 # A campaign's DMs are its workflow's to deliver (its batches look again).
                 ~select(CampaignRecipient.id)  # type: ignore[arg-type]
                 .where(col(CampaignRecipient.message_id) == col(Message.id))

@@ -71,3 +71,16 @@ def refused(response: Any, field: str, status: int = 422) -> str:
     assert body["code"] == "VALIDATION_ERROR"
     assert body["details"]["field"] == field, body
     return str(body["details"]["reason"])
+
+
+async def activate(api: Api, flow_id: str) -> dict[str, Any]:
+    response = await api.post(f"/automation/flows/{flow_id}/activate")
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["status"] == "active"
+    return response.json()["data"]  # type: ignore[no-any-return]
+
+
+async def executions(api: Api, flow_id: str, **params: Any) -> list[dict[str, Any]]:
+    response = await api.get(f"/automation/flows/{flow_id}/executions", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]  # type: ignore[no-any-return]

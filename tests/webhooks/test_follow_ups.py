@@ -42,7 +42,8 @@ from services.ingestion import (
     reprocess_due,
 )
 from services.ingestion.follow_up import MAX_ATTEMPTS
-from tests.conftest import Api
+from services.ingestion.triggers import arm_triggers
+from tests.conftest import Api, Merchant
 from tests.stoppable_temporal import StoppableTemporal
 from tests.webhooks.conftest import (
     Shop,
@@ -85,6 +86,14 @@ def recorder_triggers(task_queue: str) -> TriggerRegistry:
         )
 
     return TriggerRegistry([Trigger(RECORDER_TRIGGER, frozenset({ContactEventKind.follow}), enrol)])
+
+
+@pytest.fixture(autouse=True)
+async def recorder_armed(sessions: SessionMaker, merchant: Merchant) -> None:
+    """The recorder's trigger wants this test's merchant's events (as an active flow arms its
+    trigger for its merchant)."""
+    async with sessions() as session, session.begin():
+        await arm_triggers(session, merchant.id, prefix="test.", armed=[RECORDER_TRIGGER])
 
 
 @asynccontextmanager
@@ -143,7 +152,9 @@ async def test_a_trigger_starts_its_workflow_once_however_often_x_delivers_the_e
         raw.id,
     )
     assert (follow_up.outcome, follow_up.attempts) == ("started", 1)
-    assert follow_up.start is not None and follow_up.start["workflow_id"] == recorder_id(contact.id)
+    assert follow_up.start is not None and follow_up.start[0]["workflow_id"] == recorder_id(
+        contact.id
+    )
     assert follow_up.payload.keys() == ContactEvent.model_fields.keys()
 
     handle = temporal_client.get_workflow_handle_for(

@@ -32,6 +32,9 @@ class ContactEventKind(StrEnum):
     follow = "follow"
     unfollow = "unfollow"
     read = "read"  # the contact read our messages
+    # A tag was added to the contact (`text`: the tag), through the API, an import or a flow:
+    # no webhook event; recorded by the transaction that added it (services/flows/tags.py).
+    tag_added = "tag_added"
 
 
 class ContactEvent(BaseModel):
