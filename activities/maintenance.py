@@ -15,6 +15,7 @@ from temporalio.client import Client
 from activities.deps import WorkerDeps
 from services.accounts import lifecycle as account_lifecycle
 from services.campaigns import starts as campaign_starts
+from services.flows import exits as flow_exits
 from services.ingestion import (
     IngestionContext,
     TriggerRegistry,
@@ -29,8 +30,10 @@ from workflows.contracts.contact_events import (
     FollowUpsInput,
 )
 from workflows.contracts.maintenance import (
+    EXIT_FLOW_RUNS,
     REPROCESS_WEBHOOK_EVENTS,
     SWEEP_OUTBOUND,
+    FlowExitsInput,
     ReprocessInput,
     ReprocessReport,
     SweepOutboundInput,
@@ -94,6 +97,13 @@ class MaintenanceActivities:
             campaigns=campaigns, account_connects=connects, account_disconnects=disconnects
         )
 
+    @activity.defn(name=EXIT_FLOW_RUNS)
+    async def exit_flow_runs(self, request: FlowExitsInput) -> int:
+        """End the flow runs of accounts that became unusable (services/flows/exits.py)."""
+        return await flow_exits.exit_unusable_runs(
+            self._deps.sessions, self._deps.temporal, request.limit
+        )
+
 
 def build(deps: WorkerDeps, triggers: TriggerRegistry | None = None) -> list[Callable[..., Any]]:
     """The maintenance activities the worker registers (`triggers`: instead of the process's
@@ -104,4 +114,5 @@ def build(deps: WorkerDeps, triggers: TriggerRegistry | None = None) -> list[Cal
         maintenance.carry_out_follow_ups,
         maintenance.sweep_outbound,
         maintenance.start_owed_workflows,
+        maintenance.exit_flow_runs,
     ]

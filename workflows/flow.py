@@ -149,7 +149,11 @@ class FlowRunWorkflow:
         while node is not None:
             if self._stop is not None:
                 return await self._finish(self._stop.status, self._stop.exit_reason, previous)
-            if workflow.info().get_current_history_length() > HISTORY_LIMIT:
+            info = workflow.info()
+            if (
+                info.get_current_history_length() > HISTORY_LIMIT
+                or info.is_continue_as_new_suggested()
+            ):
                 workflow.continue_as_new(
                     request.model_copy(
                         update={"resume": Resume(node_id=node.id, previous=previous, seq=seq)}

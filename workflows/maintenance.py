@@ -19,9 +19,11 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from workflows.contracts import contact_events, owed_starts
 from workflows.contracts.contact_events import FollowUpReport, FollowUpsInput
 from workflows.contracts.maintenance import (
+    EXIT_FLOW_RUNS,
     MAINTENANCE_FAILED,
     REPROCESS_WEBHOOK_EVENTS,
     SWEEP_OUTBOUND,
+    FlowExitsInput,
     MaintenanceInput,
     MaintenanceResult,
     ReprocessInput,
@@ -90,6 +92,17 @@ class MaintenanceWorkflow:
             )
         except ActivityError as err:
             failures.append(f"owed workflow starts: {err.cause or err}")
+        if request.flow_exit_limit and workflow.patched("flow-exits"):
+            try:
+                result.flow_runs_exited = await workflow.execute_activity(
+                    EXIT_FLOW_RUNS,
+                    FlowExitsInput(limit=request.flow_exit_limit),
+                    result_type=int,
+                    start_to_close_timeout=SWEEP_TIMEOUT,
+                    retry_policy=SWEEP_RETRY,
+                )
+            except ActivityError as err:
+                failures.append(f"flow runs of unusable accounts: {err.cause or err}")
         if failures:
             raise ApplicationError(
                 "maintenance sweep failed: " + "; ".join(failures),

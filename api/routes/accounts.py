@@ -20,6 +20,8 @@ from models.account import (
 )
 from services.accounts import accounts as account_service
 from services.accounts import lifecycle
+from services.flows import exits as flow_exits
+from workflows.contracts.flows import ExitReason, FlowStop, RunStatus
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 
@@ -106,6 +108,11 @@ async def disconnect_account(
     context: ContextDep,
     temporal: TemporalDep,
 ) -> Envelope[None]:
-    """Disconnect an account: unusable at once; a workflow unsubscribes it and revokes its token."""
+    """Disconnect an account: unusable at once; a workflow unsubscribes it and revokes its token.
+    Its contacts' flow runs exit (`account_unusable`)."""
     await lifecycle.disconnect(session, temporal, context.settings, account)
+    workflow_ids = await flow_exits.exit_account_runs(session, account.id)
+    await session.commit()
+    stop = FlowStop(status=RunStatus.exited, exit_reason=ExitReason.account_unusable)
+    await flow_exits.stop_soon(context.temporal.client, workflow_ids, stop)
     return ok(None)

@@ -12,30 +12,24 @@ step and stops there, having done nothing more.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import Client
-from temporalio.service import RPCError
 
 from models.db import utcnow
 from models.flow import AutomationFlow, FlowConnection, FlowNode, FlowStatus, FlowTrigger
 from models.flow_run import FlowVersion
 from services.core.errors import InvalidState
 from services.core.temporal import TemporalSource
+from services.flows.exits import end_flow_runs, stop_soon
 from services.flows.triggers import MESSAGE_TRIGGER, NEW_FOLLOWER_TRIGGER, TRIGGER_PREFIX
 from services.flows.validation import check_flow
 from services.ingestion.triggers import arm_triggers, lock_armed_triggers
-from workflows.contracts.flows import FLOW_STOP_SIGNAL, FlowStop, RunStatus
+from workflows.contracts.flows import FlowStop, RunStatus
 
 logger = logging.getLogger(__name__)
-
-STOP_CONCURRENCY = 32
-STOP_TIMEOUT_SECONDS = 30.0
 
 
 async def activate(session: AsyncSession, flow: AutomationFlow) -> AutomationFlow:
@@ -99,21 +93,6 @@ async def rearm(session: AsyncSession, merchant_id: str) -> None:
     await arm_triggers(session, merchant_id, prefix=TRIGGER_PREFIX, armed=needed)
 
 
-_CANCEL_RUNS = text(
-    """
-    WITH cancelled AS (
-        UPDATE flow_runs SET status = 'cancelled', completed_at = :now
-        WHERE flow_id = :flow_id AND status = 'running'
-        RETURNING workflow_id, contact_id
-    ), unlistened AS (
-        DELETE FROM workflow_listeners l USING cancelled c
-        WHERE l.workflow_id = c.workflow_id AND l.contact_id = c.contact_id
-    )
-    SELECT workflow_id FROM cancelled
-    """
-)
-
-
 async def deactivate(
     session: AsyncSession, temporal: TemporalSource, flow: AutomationFlow
 ) -> AutomationFlow:
@@ -125,38 +104,11 @@ async def deactivate(
     session.add(flow)
     await session.flush()
     await rearm(session, flow.merchant_id)
-    rows = await session.execute(_CANCEL_RUNS, {"flow_id": flow.id, "now": utcnow()})
-    workflow_ids = [row.workflow_id for row in rows]
+    workflow_ids = await end_flow_runs(session, flow.id)
     await session.commit()
-    stopped = await _stop_all(temporal, workflow_ids)
+    stopped = await stop_soon(temporal, workflow_ids, FlowStop(status=RunStatus.cancelled))
     logger.info(
         "flow.deactivated",
         extra={"flow_id": str(flow.id), "runs_cancelled": len(workflow_ids), "signalled": stopped},
     )
     return flow
-
-
-async def _stop_all(temporal: TemporalSource, workflow_ids: list[str]) -> int:
-    if not workflow_ids:
-        return 0
-    try:
-        client = await asyncio.wait_for(temporal(), timeout=STOP_TIMEOUT_SECONDS)
-        return await asyncio.wait_for(_signal_all(client, workflow_ids), STOP_TIMEOUT_SECONDS)
-    except Exception as exc:  # the rows are cancelled: each run stops at its next step
-        logger.warning("flow.stop_signals_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-        return 0
-
-
-async def _signal_all(client: Client, workflow_ids: list[str]) -> int:
-    slots = asyncio.Semaphore(STOP_CONCURRENCY)
-    stop: Any = FlowStop(status=RunStatus.cancelled)
-
-    async def one(workflow_id: str) -> bool:
-        async with slots:
-            try:
-                await client.get_workflow_handle(workflow_id).signal(FLOW_STOP_SIGNAL, stop)
-            except RPCError:  # ended meanwhile
-                return False
-            return True
-
-    return sum(await asyncio.gather(*(one(w) for w in workflow_ids)))

@@ -222,9 +222,8 @@ async def _enter(
     if node_type == "condition":
         match = SegmentMatch(config.get("match", "all"))
         clause = conditions_clause(config["conditions"], match)
-        held = await session.scalar(
-            exists(select(Contact.id).where(col(Contact.id) == contact.id, clause)).select()  # type: ignore[call-overload]
-        )
+        matching = select(col(Contact.id)).where(col(Contact.id) == contact.id, clause)
+        held = (await session.execute(select(exists(matching)))).scalar()
         return ("true" if held else "false"), {}
     if node_type == "add_tag":
         before = list(contact.tags)

@@ -245,10 +245,13 @@ async def queue_messages(
                 )
     if result.queued:
         await session.execute(_QUEUE, _params(merchant_id, moment, result.queued, accounts))
-    for refused in result.refused:
+    for refused_dm in result.refused:
         logger.info(
             "message.refused",
-            extra={"contact_id": str(refused.dm.contact_id), "refusal": refused.reason.value},
+            extra={
+                "contact_id": str(refused_dm.dm.contact_id),
+                "refusal": refused_dm.reason.value,
+            },
         )
     return result
 

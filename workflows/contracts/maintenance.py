@@ -14,6 +14,7 @@ from workflows.contracts.owed_starts import OwedStartsReport
 # Activity names.
 REPROCESS_WEBHOOK_EVENTS = "maintenance.reprocess_webhook_events"
 SWEEP_OUTBOUND = "maintenance.sweep_outbound"
+EXIT_FLOW_RUNS = "maintenance.exit_flow_runs"
 
 # ApplicationError type of a run in which a sweep failed (the Web UI shows it).
 MAINTENANCE_FAILED = "MaintenanceFailed"
@@ -24,6 +25,8 @@ REPROCESS_LIMIT = 1000
 OUTBOUND_GRACE_SECONDS = 120.0
 # Queued messages looked at per run, oldest first (one Temporal call each).
 OUTBOUND_LIMIT = 500
+# Flow runs of unusable accounts ended per run.
+FLOW_EXIT_LIMIT = 1000
 
 
 class ReprocessInput(BaseModel):
@@ -58,6 +61,10 @@ class SweepReport(BaseModel):
     errors: int = 0
 
 
+class FlowExitsInput(BaseModel):
+    limit: int = FLOW_EXIT_LIMIT
+
+
 class MaintenanceInput(BaseModel):
     reprocess_limit: int = REPROCESS_LIMIT
     follow_up_limit: int = contact_events.FOLLOW_UP_LIMIT
@@ -65,6 +72,7 @@ class MaintenanceInput(BaseModel):
     outbound_limit: int = OUTBOUND_LIMIT
     owed_grace_seconds: float = owed_starts.GRACE_SECONDS
     owed_limit: int = owed_starts.LIMIT
+    flow_exit_limit: int = FLOW_EXIT_LIMIT
 
 
 class MaintenanceResult(BaseModel):
@@ -72,3 +80,4 @@ class MaintenanceResult(BaseModel):
     follow_ups: FollowUpReport | None = None
     outbound: SweepReport | None = None
     owed_starts: OwedStartsReport | None = None
+    flow_runs_exited: int | None = None  # runs of accounts no longer usable, ended
