@@ -217,7 +217,10 @@ class FlowRunWorkflow:
             queued = await self._call(
                 QUEUE_SEND,
                 QueueSendInput(
-                    run_id=self._request.run_id, merchant_id=self._request.merchant_id, node=node
+                    run_id=self._request.run_id,
+                    merchant_id=self._request.merchant_id,
+                    node=node,
+                    now=workflow.now(),
                 ),
                 StepResult,
             )

@@ -49,7 +49,7 @@ _OF_ACCOUNT = text(_END_RUNS.format(join="", where="r.account_id = :target"))
 _OF_UNUSABLE = text(
     _END_RUNS.format(
         join="JOIN x_accounts a ON a.id = r.account_id",
-        where="(a.status <> 'active' OR a.disconnected_at IS NOT NULL) AND :target IS NULL",
+        where="(a.status <> 'active' OR a.disconnected_at IS NOT NULL)",
     )
 )
 
@@ -89,16 +89,15 @@ async def _end(
     reason: str | None,
     limit: int | None,
 ) -> list[str]:
-    rows = await session.execute(
-        statement,
-        {
-            "target": target,
-            "status": status.value,
-            "reason": reason,
-            "now": utcnow(),
-            "limit": limit,
-        },
-    )
+    params: dict[str, Any] = {
+        "status": status.value,
+        "reason": str(reason) if reason is not None else None,
+        "now": utcnow(),
+        "limit": limit,
+    }
+    if target is not None:
+        params["target"] = target
+    rows = await session.execute(statement, params)
     return [row.workflow_id for row in rows]
 
 

@@ -283,7 +283,7 @@ async def queue_send(
     if refused is not None:
         return _exit(refused[0], refused[1])
     assert contact is not None and account is not None
-    now = utcnow()
+    now = request.now or utcnow()
     if config.business_hours_only:
         opening = next_opening(account.business_hours, now)
         if opening is not None:

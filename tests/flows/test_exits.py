@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from temporalio.client import Client
 
 from mktx.settings import Settings
 from models.contact import Contact
 from models.db import SessionMaker
 from sandbox.admin import ReceivedDM, SandboxAdmin, SandboxUser
+from services.accounts.accounts import refuse_tokens
+from services.flows.exits import exit_unusable_runs
 from tests.conftest import Api
 from tests.flows.conftest import activate, create_flow, executions
 from tests.webhooks.conftest import Shop, connect, eventually, inbound, post_signed, x_user
@@ -205,3 +208,37 @@ async def test_disconnecting_the_account_during_a_wait_exits_the_run_and_no_furt
     assert [dm.text for dm in await dms_after_the_wait(x_admin, world.users[0])] == [FIRST]
     stats = (await api.get(f"{PATH}/{flow['id']}")).json()["data"]["statistics"]
     assert stats == {"running": 0, "completed": 0, "failed": 0, "exited": 1, "cancelled": 0}
+
+
+async def test_a_refused_token_exits_waiting_runs_through_the_maintenance_step(
+    api: Api,
+    x_admin: SandboxAdmin,
+    sessions: SessionMaker,
+    temporal_client: Client,
+    template_ids: tuple[str, str],
+) -> None:
+    world = await people(api, x_admin, sessions, 1)
+    flow = await create_flow(api, two_dm_flow(template_ids, wait=3600))
+    await activate(api, flow["id"])
+    response = await api.post(f"{PATH}/{flow['id']}/enroll", json={"contactIds": world.contact_ids})
+    assert response.json()["data"] == {"enrolled": 1, "skipped": []}
+    await eventually(
+        lambda: executions(api, flow["id"]), lambda rs: rs and rs[0]["currentNodeId"] == "pause"
+    )
+    async with sessions() as session, session.begin():  # X refused the token (as delivery does)
+        await refuse_tokens(session, [world.shop.account_id])
+
+    assert await exit_unusable_runs(sessions, temporal_client) == 1
+
+    (run,) = await executions(api, flow["id"])
+    assert (run["status"], run["exitReason"]) == ("exited", "account_unusable")
+    # The workflow heard it at once: it ended, an hour before its wait would have.
+    handle = temporal_client.get_workflow_handle(f"flow:{flow['id']}:{world.contact_ids[0]}")
+    result = await asyncio.wait_for(handle.result(), timeout=20)
+    assert result["status"] == "exited"
+    detail = (await api.get(f"{PATH}/{flow['id']}/executions/{run['id']}")).json()["data"]
+    assert [(s["nodeId"], s["outcome"]) for s in detail["steps"]] == [
+        ("first", "sent"),
+        ("pause", "exited"),
+    ]
+    assert len(await x_admin.dms(recipient_id=world.users[0].id)) == 1

@@ -21,6 +21,7 @@ from models.listener import WorkflowListener
 from sandbox.admin import SandboxAdmin, SandboxUser
 from services.inbox.listeners import start_reply_waiter
 from services.ingestion import Trigger, TriggerRegistry, WorkflowStart
+from services.ingestion.triggers import arm_triggers
 from tests.conftest import Api
 from tests.webhooks.conftest import (
     Shop,
@@ -203,6 +204,8 @@ async def test_a_trigger_can_signal_with_start_a_workflow_for_the_contact(
     triggers = TriggerRegistry(
         [Trigger("test.reply_waiter", frozenset({ContactEventKind.message}), reply_waiter)]
     )
+    async with sessions() as session, session.begin():  # it wants this merchant's events
+        await arm_triggers(session, api.merchant.id, prefix="test.", armed=["test.reply_waiter"])
     app = create_app(settings, triggers=triggers)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -222,7 +225,7 @@ async def test_a_trigger_can_signal_with_start_a_workflow_for_the_contact(
         "test.reply_waiter",
         "started",
     )
-    assert follow_up.start is not None and follow_up.start["workflow_id"] == handle.id
+    assert follow_up.start is not None and follow_up.start[0]["workflow_id"] == handle.id
 
 
 async def test_temporal_being_unreachable_loses_no_event(

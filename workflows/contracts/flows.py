@@ -131,6 +131,9 @@ class QueueSendInput(BaseModel):
     run_id: uuid.UUID
     merchant_id: str
     node: GraphNode
+    # The workflow's clock: business hours and the quota window are judged at the moment the
+    # run's timer fired, as campaigns do (None: the activity's own clock).
+    now: datetime | None = None
 
 
 class CheckInput(BaseModel):
