@@ -17,15 +17,8 @@ from typing import Any
 
 import pytest
 from sqlmodel import col, select
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 import activities.campaign
-from activities.deps import WorkerDeps
-from integrations.x import x_client_from_settings
-from mktx.secrets import SecretBox
 from mktx.settings import Settings
 from models.campaign import Campaign, CampaignRecipient
 from models.contact import Contact
@@ -33,6 +26,7 @@ from models.db import SessionMaker
 from sandbox.admin import SandboxAdmin, SandboxUser
 from services.campaigns import runs as campaign_runs
 from tests.conftest import Api
+from tests.time_skipping import SkippingTemporal, time_skipping_worker
 from workflows.campaign import WORKFLOWS
 
 
@@ -177,44 +171,22 @@ async def dms_per_person(x_admin: SandboxAdmin, world: World) -> dict[str, int]:
 SKIPPING_CAMPAIGN_QUOTA = 3
 
 
-@dataclass
-class SkippingTemporal:
-    env: WorkflowEnvironment
-    task_queue: str
-
-    @property
-    def client(self) -> Client:
-        return self.env.client
-
-
 @pytest.fixture
 async def time_skipping(
     settings: Settings, sessions: SessionMaker
 ) -> AsyncIterator[SkippingTemporal]:
     """Temporal's time-skipping test server with its own worker running the real campaign
     workflow and activities against the same database and sandbox."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(Path(sys.executable).parent / "temporal-test-server"),
-        data_converter=pydantic_data_converter,
-    )
-    queue = f"campaign-skip-{uuid.uuid4().hex[:8]}"
-    deps = WorkerDeps(
+    async with time_skipping_worker(
+        settings,
+        sessions,
+        task_queue=f"campaign-skip-{uuid.uuid4().hex[:8]}",
+        workflows=WORKFLOWS,
+        activity_builders=[activities.campaign.build],
         # A small campaign quota, so that a test spends it and sleeps until it frees.
-        settings=settings.model_copy(update={"campaign_limit_per_24h": SKIPPING_CAMPAIGN_QUOTA}),
-        sessions=sessions,
-        x=x_client_from_settings(settings),
-        secrets=SecretBox.from_settings(settings),
-        temporal=env.client,
-    )
-    worker = Worker(
-        env.client,
-        task_queue=queue,
-        workflows=list(WORKFLOWS),
-        activities=activities.campaign.build(deps),
-    )
-    async with worker:
-        yield SkippingTemporal(env, queue)
-    await env.shutdown()
+        settings_update={"campaign_limit_per_24h": SKIPPING_CAMPAIGN_QUOTA},
+    ) as skipping:
+        yield skipping
 
 
 WaitFor = Callable[[Callable[[], Awaitable[bool]]], Awaitable[None]]

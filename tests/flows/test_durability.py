@@ -31,17 +31,10 @@ from services.ingestion import carry_out_due
 from services.triggers import build_triggers
 from tests.campaigns.conftest import WorkerProcess, _worker_env
 from tests.conftest import Api, Merchant
-from tests.flows.conftest import activate, create_flow, executions, spec_flow
-from tests.flows.test_long_waits import (
-    FlowSkipping,
-    add_contact,
-    nudge_flow,
-    skipping_temporal,
-    start_run,
-    steps,
-    timer_started,
-)
+from tests.flows.conftest import activate, create_flow, executions, spec_flow, steps
+from tests.flows.test_long_waits import nudge_flow, one_fan, start_run, timer_started
 from tests.stoppable_temporal import OwnStack, own_stack
+from tests.time_skipping import SkippingTemporal
 from tests.webhooks.conftest import (
     connect,
     eventually,
@@ -99,11 +92,8 @@ async def test_a_worker_killed_during_a_send_node_sends_the_dm_once(
     template_ids: tuple[str, str],
     flow_worker: WorkerProcess,
 ) -> None:
-    shop = await connect(api, await x_user(x_admin, "shop"))
-    flow = await create_flow(api, one_send(template_ids[0]))
-    await activate(api, flow["id"])
-    fan = await x_user(x_admin, "fan", name="Lan")
-    contact_id = await add_contact(sessions, api, shop, fan)
+    world = await one_fan(api, x_admin, sessions, one_send(template_ids[0]))
+    shop, flow, fan, contact_id = world.shop, world.flow, world.fan, world.contact_id
 
     # X takes a second to answer: time for the test to hold the DM's row once it is handed
     # to X, so that the worker, X's answer in hand, cannot record it before it is killed.
@@ -256,25 +246,16 @@ async def test_a_follow_while_temporal_is_stopped_enrols_the_contact_once_it_is_
 # A run whose history grows large ------------------------------------------------------------
 
 
-@pytest.fixture
-async def skipping(settings: Settings, sessions: SessionMaker) -> AsyncIterator[FlowSkipping]:
-    async with skipping_temporal(settings, sessions) as skipping:
-        yield skipping
-
-
 async def test_a_run_whose_history_grows_large_continues_as_new_and_ends_as_it_would_have(
     api: Api,
     x_admin: SandboxAdmin,
     sessions: SessionMaker,
     template_ids: tuple[str, str],
-    skipping: FlowSkipping,
+    flow_skipping: SkippingTemporal,
 ) -> None:
-    shop = await connect(api, await x_user(x_admin, "shop"))
-    flow = await create_flow(api, nudge_flow(template_ids))
-    await activate(api, flow["id"])
-    fan = await x_user(x_admin, "fan", name="Lan")
-    contact_id = await add_contact(sessions, api, shop, fan)
-    handle = await start_run(skipping.client, skipping.task_queue, sessions, flow["id"], contact_id)
+    world = await one_fan(api, x_admin, sessions, nudge_flow(template_ids))
+    shop, flow, fan, contact_id = world.shop, world.flow, world.fan, world.contact_id
+    handle = await start_run(flow_skipping, sessions, flow["id"], contact_id)
     assert await eventually(lambda: timer_started(handle), lambda yes: yes)
 
     # The contact reads our DMs over and over (events the run hears, and that are no reply).
@@ -305,9 +286,11 @@ async def test_a_run_whose_history_grows_large_continues_as_new_and_ends_as_it_w
     assert result.status is RunStatus.completed
     first_run = handle.first_execution_run_id
     assert first_run is not None
-    first = await skipping.client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
+    first = await flow_skipping.client.get_workflow_handle(
+        handle.id, run_id=first_run
+    ).fetch_history()
     assert first.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
-    latest = await skipping.client.get_workflow_handle(handle.id).describe()
+    latest = await flow_skipping.client.get_workflow_handle(handle.id).describe()
     assert latest.run_id != first_run and latest.status == WorkflowExecutionStatus.COMPLETED
     assert [dm.text for dm in await x_admin.dms(recipient_id=fan.id)] == [
         "Lan, Ao has a gift for you"

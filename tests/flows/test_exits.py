@@ -8,51 +8,32 @@ once the wait would have ended."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from temporalio.client import Client
 
 from mktx.settings import Settings
-from models.contact import Contact
 from models.db import SessionMaker
 from sandbox.admin import ReceivedDM, SandboxAdmin, SandboxUser
 from services.accounts.accounts import refuse_tokens
 from services.flows.exits import exit_unusable_runs
 from tests.conftest import Api
-from tests.flows.conftest import activate, create_flow, executions
-from tests.webhooks.conftest import Shop, connect, eventually, inbound, post_signed, x_user
+from tests.flows.conftest import (
+    People,
+    activate,
+    create_flow,
+    executions,
+    people,
+    settled,
+    statistics,
+    steps,
+)
+from tests.webhooks.conftest import eventually, inbound, post_signed
 
 PATH = "/automation/flows"
 WAIT = 3  # seconds between the two DMs
 FIRST = "Hi Person0, thanks for following!"
-
-
-@dataclass
-class People:
-    shop: Shop
-    users: list[SandboxUser]
-    contact_ids: list[str]
-
-
-async def people(api: Api, x_admin: SandboxAdmin, sessions: SessionMaker, n: int = 1) -> People:
-    """A connected shop and `n` sandbox users stored as its contacts."""
-    shop = await connect(api, await x_user(x_admin, "shop", name="Shop"))
-    users = [await x_user(x_admin, f"p{i}", name=f"Person{i}") for i in range(n)]
-    ids: list[str] = []
-    async with sessions() as session, session.begin():
-        for user in users:
-            contact = Contact(
-                merchant_id=api.merchant.id,
-                account_id=shop.account_id,
-                twitter_user_id=user.id,
-                username=user.username,
-                display_name=user.name,
-            )
-            session.add(contact)
-            ids.append(str(contact.id))
-    return People(shop, users, ids)
 
 
 def two_dm_flow(template_ids: tuple[str, str], wait: int = WAIT) -> dict[str, Any]:
@@ -78,11 +59,16 @@ def two_dm_flow(template_ids: tuple[str, str], wait: int = WAIT) -> dict[str, An
 
 
 async def waiting_runs(
-    api: Api, x_admin: SandboxAdmin, sessions: SessionMaker, template_ids: tuple[str, str], n: int
+    api: Api,
+    x_admin: SandboxAdmin,
+    sessions: SessionMaker,
+    template_ids: tuple[str, str],
+    n: int,
+    wait: int = WAIT,
 ) -> tuple[People, dict[str, Any]]:
     """`n` contacts enrolled into an active two-DM flow, each with its first DM and waiting."""
     world = await people(api, x_admin, sessions, n)
-    flow = await create_flow(api, two_dm_flow(template_ids))
+    flow = await create_flow(api, two_dm_flow(template_ids, wait))
     await activate(api, flow["id"])
     response = await api.post(f"{PATH}/{flow['id']}/enroll", json={"contactIds": world.contact_ids})
     assert response.status_code == 200, response.text
@@ -118,20 +104,13 @@ async def test_stop_during_a_wait_exits_the_run_and_no_further_dm_goes_out(
     response = await post_signed(app_client, inbound(world.shop, user, "STOP"))
 
     assert response.status_code == 200, response.text
-    runs = await eventually(
-        lambda: executions(api, flow["id"]), lambda rs: rs[0]["status"] != "running", 20
-    )
-    (run,) = runs
+    (run,) = await settled(api, flow["id"])
     assert (run["status"], run["exitReason"]) == ("exited", "opted_out")
     assert run["completedAt"] is not None and run["currentNodeId"] == "pause"
     dms = await dms_after_the_wait(x_admin, user)
     assert [dm.text for dm in dms] == [FIRST, settings.opt_out_confirmation]
-    detail = (await api.get(f"{PATH}/{flow['id']}/executions/{run['id']}")).json()["data"]
-    assert [(s["nodeId"], s["outcome"]) for s in detail["steps"]] == [
-        ("first", "sent"),
-        ("pause", "exited"),
-    ]
-    stats = (await api.get(f"{PATH}/{flow['id']}")).json()["data"]["statistics"]
+    assert await steps(api, flow["id"], run["id"]) == [("first", "sent"), ("pause", "exited")]
+    stats = await statistics(api, flow["id"])
     assert stats == {"running": 0, "completed": 0, "failed": 0, "exited": 1, "cancelled": 0}
 
 
@@ -187,7 +166,7 @@ async def test_erasing_a_contact_during_a_wait_removes_its_run_and_no_further_dm
     assert gone.status_code == 404 and gone.json()["code"] == "RESOURCE_NOT_FOUND"
     assert [dm.text for dm in await dms_after_the_wait(x_admin, world.users[0])] == [FIRST]
     assert await executions(api, flow["id"]) == []
-    stats = (await api.get(f"{PATH}/{flow['id']}")).json()["data"]["statistics"]
+    stats = await statistics(api, flow["id"])
     assert stats == {"running": 0, "completed": 0, "failed": 0, "exited": 0, "cancelled": 0}
 
 
@@ -199,14 +178,11 @@ async def test_disconnecting_the_account_during_a_wait_exits_the_run_and_no_furt
     response = await api.delete(f"/accounts/{world.shop.account_id}")
 
     assert response.status_code == 200, response.text
-    runs = await eventually(
-        lambda: executions(api, flow["id"]), lambda rs: rs[0]["status"] != "running", 20
-    )
-    (run,) = runs
+    (run,) = await settled(api, flow["id"])
     assert (run["status"], run["exitReason"]) == ("exited", "account_unusable")
     assert run["completedAt"] is not None
     assert [dm.text for dm in await dms_after_the_wait(x_admin, world.users[0])] == [FIRST]
-    stats = (await api.get(f"{PATH}/{flow['id']}")).json()["data"]["statistics"]
+    stats = await statistics(api, flow["id"])
     assert stats == {"running": 0, "completed": 0, "failed": 0, "exited": 1, "cancelled": 0}
 
 
@@ -217,14 +193,7 @@ async def test_a_refused_token_exits_waiting_runs_through_the_maintenance_step(
     temporal_client: Client,
     template_ids: tuple[str, str],
 ) -> None:
-    world = await people(api, x_admin, sessions, 1)
-    flow = await create_flow(api, two_dm_flow(template_ids, wait=3600))
-    await activate(api, flow["id"])
-    response = await api.post(f"{PATH}/{flow['id']}/enroll", json={"contactIds": world.contact_ids})
-    assert response.json()["data"] == {"enrolled": 1, "skipped": []}
-    await eventually(
-        lambda: executions(api, flow["id"]), lambda rs: rs and rs[0]["currentNodeId"] == "pause"
-    )
+    world, flow = await waiting_runs(api, x_admin, sessions, template_ids, 1, wait=3600)
     async with sessions() as session, session.begin():  # X refused the token (as delivery does)
         await refuse_tokens(session, [world.shop.account_id])
 
@@ -236,9 +205,5 @@ async def test_a_refused_token_exits_waiting_runs_through_the_maintenance_step(
     handle = temporal_client.get_workflow_handle(f"flow:{flow['id']}:{world.contact_ids[0]}")
     result = await asyncio.wait_for(handle.result(), timeout=20)
     assert result["status"] == "exited"
-    detail = (await api.get(f"{PATH}/{flow['id']}/executions/{run['id']}")).json()["data"]
-    assert [(s["nodeId"], s["outcome"]) for s in detail["steps"]] == [
-        ("first", "sent"),
-        ("pause", "exited"),
-    ]
+    assert await steps(api, flow["id"], run["id"]) == [("first", "sent"), ("pause", "exited")]
     assert len(await x_admin.dms(recipient_id=world.users[0].id)) == 1

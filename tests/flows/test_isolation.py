@@ -7,32 +7,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from models.contact import Contact
 from models.db import SessionMaker
-from sandbox.admin import SandboxAdmin, SandboxUser
+from sandbox.admin import SandboxAdmin
 from tests.conftest import Api
-from tests.flows.conftest import activate, create_flow, create_template, executions
-from tests.webhooks.conftest import connect, eventually, x_user
+from tests.flows.conftest import activate, create_flow, create_template, executions, people
+from tests.webhooks.conftest import eventually
 
 PATH = "/automation/flows"
-
-
-async def contact_of(
-    api: Api, x_admin: SandboxAdmin, sessions: SessionMaker
-) -> tuple[SandboxUser, str]:
-    """A connected shop of the merchant and one sandbox user stored as its contact."""
-    shop = await connect(api, await x_user(x_admin, "shop", name="Shop"))
-    user = await x_user(x_admin, "fan", name="Fan")
-    async with sessions() as session, session.begin():
-        contact = Contact(
-            merchant_id=api.merchant.id,
-            account_id=shop.account_id,
-            twitter_user_id=user.id,
-            username=user.username,
-            display_name=user.name,
-        )
-        session.add(contact)
-    return user, str(contact.id)
 
 
 async def manual_flow(api: Api) -> dict[str, Any]:
@@ -51,8 +32,8 @@ async def manual_flow(api: Api) -> dict[str, Any]:
 async def test_another_merchant_is_denied_every_flow_endpoint_and_changes_nothing(
     api: Api, other_api: Api, x_admin: SandboxAdmin, sessions: SessionMaker
 ) -> None:
-    _, contact = await contact_of(api, x_admin, sessions)
-    _, their_contact = await contact_of(other_api, x_admin, sessions)
+    (contact,) = (await people(api, x_admin, sessions)).contact_ids
+    (their_contact,) = (await people(other_api, x_admin, sessions)).contact_ids
     flow = await manual_flow(api)
     await activate(api, flow["id"])
     enrolled = await api.post(f"{PATH}/{flow['id']}/enroll", json={"contactIds": [contact]})
@@ -90,7 +71,8 @@ async def test_another_merchant_is_denied_every_flow_endpoint_and_changes_nothin
 async def test_another_merchants_contact_is_not_found_for_my_flow(
     api: Api, other_api: Api, x_admin: SandboxAdmin, sessions: SessionMaker
 ) -> None:
-    their_user, their_contact = await contact_of(other_api, x_admin, sessions)
+    theirs = await people(other_api, x_admin, sessions)
+    (their_user,), (their_contact,) = theirs.users, theirs.contact_ids
     flow = await manual_flow(api)
     await activate(api, flow["id"])
     unknown = str(uuid.uuid4())

@@ -5,52 +5,20 @@ PostgreSQL, the Temporal dev server and worker, the sandbox's DM log (short wait
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from models.contact import Contact
 from models.db import SessionMaker
 from models.flow_run import FlowRun, FlowVersion
-from sandbox.admin import SandboxAdmin, SandboxUser
+from sandbox.admin import SandboxAdmin
 from tests.conftest import Api
-from tests.flows.conftest import activate, create_flow, executions
-from tests.webhooks.conftest import Shop, connect, eventually, inbound, post_signed, x_user
+from tests.flows.conftest import activate, create_flow, executions, people, settled, statistics
+from tests.webhooks.conftest import eventually, inbound, post_signed
 
 PATH = "/automation/flows"
-
-
-@dataclass
-class People:
-    """A connected shop and sandbox users stored as its contacts."""
-
-    shop: Shop
-    users: list[SandboxUser]
-    contact_ids: list[str]
-
-
-async def people(
-    api: Api, x_admin: SandboxAdmin, sessions: SessionMaker, n: int, tags: list[str] | None = None
-) -> People:
-    shop = await connect(api, await x_user(x_admin, "shop", name="Shop"))
-    users = [await x_user(x_admin, f"p{i}", name=f"Person{i}") for i in range(n)]
-    ids: list[str] = []
-    async with sessions() as session, session.begin():
-        for user in users:
-            contact = Contact(
-                merchant_id=api.merchant.id,
-                account_id=shop.account_id,
-                twitter_user_id=user.id,
-                username=user.username,
-                display_name=user.name,
-                tags=list(tags or []),
-            )
-            session.add(contact)
-            ids.append(str(contact.id))
-    return People(shop, users, ids)
 
 
 def send_flow(template_id: str, *, wait: int | None = None, **fields: Any) -> dict[str, Any]:
@@ -80,15 +48,6 @@ async def enrolled(api: Api, flow_id: str, *contact_ids: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     assert response.json()["success"] is True
     return response.json()["data"]  # type: ignore[no-any-return]
-
-
-async def settled(api: Api, flow_id: str, count: int = 1, **params: Any) -> list[dict[str, Any]]:
-    """The flow's executions once `count` of them are no longer running."""
-    return await eventually(
-        lambda: executions(api, flow_id, **params),
-        lambda runs: sum(r["status"] != "running" for r in runs) >= count,
-        30,
-    )
 
 
 def refused_state(response: httpx.Response) -> dict[str, Any]:
@@ -434,7 +393,7 @@ async def test_executions_filter_by_status_and_contact_and_page(
     ids = {r["id"] for p in pages for r in p["data"]}
     assert len(ids) == 3
     assert bad_status.status_code == 422 and bad_status.json()["code"] == "VALIDATION_ERROR"
-    stats = (await api.get(f"{PATH}/{flow['id']}")).json()["data"]["statistics"]
+    stats = await statistics(api, flow["id"])
     assert stats == {"running": 1, "completed": 2, "failed": 0, "exited": 0, "cancelled": 0}
     await api.post(f"{PATH}/{flow['id']}/deactivate")  # the waiting run goes
 

@@ -10,28 +10,16 @@ task queue. Time moves only while a test awaits the run's result or `env.sleep`s
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlmodel import col, select
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.client import WorkflowHandle
 
-from activities.deps import WorkerDeps
-from integrations.x import x_client_from_settings
-from mktx.secrets import SecretBox
-from mktx.settings import Settings
-from models.contact import Contact
 from models.conversation import Message
 from models.db import SessionMaker
 from models.flow import AutomationFlow
@@ -40,9 +28,16 @@ from sandbox.admin import SandboxAdmin, SandboxUser
 from services.flows.hours import WEEKDAYS
 from services.flows.starts import active_version, run_input
 from tests.conftest import Api
-from tests.flows.conftest import activate, create_flow, executions, spec_flow
+from tests.flows.conftest import (
+    activate,
+    add_contact,
+    create_flow,
+    executions,
+    spec_flow,
+    steps,
+)
+from tests.time_skipping import SkippingTemporal
 from tests.webhooks.conftest import Shop, connect, eventually, x_user
-from worker import ACTIVITY_BUILDERS, ALL_WORKFLOWS
 from workflows import ids
 from workflows.contracts.flows import FlowRunResult, RunStatus
 from workflows.flow import FlowRunWorkflow
@@ -53,96 +48,47 @@ DAY = 86_400
 
 
 @dataclass
-class FlowSkipping:
-    env: WorkflowEnvironment
-    task_queue: str
+class OneFan:
+    """A connected shop with an active flow, and Lan, a sandbox user stored as its contact."""
 
-    @property
-    def client(self) -> Client:
-        return self.env.client
-
-
-@asynccontextmanager
-async def skipping_temporal(
-    settings: Settings, sessions: SessionMaker
-) -> AsyncIterator[FlowSkipping]:
-    """Temporal's time-skipping test server and a worker with every workflow and activity (as
-    `worker.build_worker` registers them) on a queue of its own, which the activities' own
-    starts (a tag's trigger) use too."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(Path(sys.executable).parent / "temporal-test-server"),
-        data_converter=pydantic_data_converter,
-    )
-    queue = f"flow-skip-{uuid.uuid4().hex[:8]}"
-    deps = WorkerDeps(
-        settings=settings.model_copy(update={"task_queue": queue}),
-        sessions=sessions,
-        x=x_client_from_settings(settings),
-        secrets=SecretBox.from_settings(settings),
-        temporal=env.client,
-    )
-    worker = Worker(
-        env.client,
-        task_queue=queue,
-        workflows=list(ALL_WORKFLOWS),
-        activities=[activity for build in ACTIVITY_BUILDERS for activity in build(deps)],
-    )
-    try:
-        async with worker:
-            yield FlowSkipping(env, queue)
-    finally:
-        await env.shutdown()
+    shop: Shop
+    flow: dict[str, Any]
+    fan: SandboxUser
+    contact_id: uuid.UUID
 
 
-@pytest.fixture
-async def flow_skipping(settings: Settings, sessions: SessionMaker) -> AsyncIterator[FlowSkipping]:
-    async with skipping_temporal(settings, sessions) as skipping:
-        yield skipping
-
-
-async def add_contact(
-    sessions: SessionMaker, api: Api, shop: Shop, person: SandboxUser
-) -> uuid.UUID:
-    """The person as a contact of the shop's account (as a follow would have made it)."""
-    async with sessions() as session, session.begin():
-        contact = Contact(
-            merchant_id=api.merchant.id,
-            account_id=shop.account_id,
-            twitter_user_id=person.id,
-            username=person.username,
-            display_name=person.name,
-        )
-        session.add(contact)
-    return contact.id
+async def one_fan(
+    api: Api, x_admin: SandboxAdmin, sessions: SessionMaker, body: dict[str, Any]
+) -> OneFan:
+    shop = await connect(api, await x_user(x_admin, "shop"))
+    flow = await create_flow(api, body)
+    await activate(api, flow["id"])
+    fan = await x_user(x_admin, "fan", name="Lan")
+    return OneFan(shop, flow, fan, await add_contact(sessions, api, shop, fan))
 
 
 async def start_run(
-    client: Client, task_queue: str, sessions: SessionMaker, flow_id: str, contact_id: uuid.UUID
+    skipping: SkippingTemporal, sessions: SessionMaker, flow_id: str, contact_id: uuid.UUID
 ) -> WorkflowHandle[Any, FlowRunResult]:
-    """Start the contact's run of the flow's active version, with the input ingestion gives it."""
+    """Start the contact's run of the flow's active version, with the input ingestion gives it,
+    on the time-skipping server's queue."""
     async with sessions() as session:
         flow = await session.get(AutomationFlow, uuid.UUID(flow_id))
         assert flow is not None
         version = await active_version(session, flow)
         assert version is not None, "activate the flow first"
         request = run_input(flow, version, contact_id)
-    return await client.start_workflow(
+    return await skipping.client.start_workflow(
         FlowRunWorkflow.run,
         request,
         id=ids.flow_id(flow_id, str(contact_id)),
-        task_queue=task_queue,
+        task_queue=skipping.task_queue,
     )
 
 
 async def timer_started(handle: WorkflowHandle[Any, Any]) -> bool:
     history = await handle.fetch_history()
     return any(e.event_type == EventType.EVENT_TYPE_TIMER_STARTED for e in history.events)
-
-
-async def steps(api: Api, flow_id: str, execution_id: str) -> list[tuple[str, str | None]]:
-    response = await api.get(f"/automation/flows/{flow_id}/executions/{execution_id}")
-    assert response.status_code == 200, response.text
-    return [(s["nodeId"], s["outcome"]) for s in response.json()["data"]["steps"]]
 
 
 async def reservations(sessions: SessionMaker, contact_id: uuid.UUID) -> list[datetime]:
@@ -187,18 +133,13 @@ async def test_spec_flow_sends_the_second_dm_only_once_the_day_has_passed(
     x_admin: SandboxAdmin,
     sessions: SessionMaker,
     template_ids: tuple[str, str],
-    flow_skipping: FlowSkipping,
+    flow_skipping: SkippingTemporal,
 ) -> None:
-    shop = await connect(api, await x_user(x_admin, "shop"))
-    flow = await create_flow(api, spec_flow(template_ids))  # node-2 waits 86,400 s
-    await activate(api, flow["id"])
-    fan = await x_user(x_admin, "fan", name="Lan")
-    contact_id = await add_contact(sessions, api, shop, fan)
+    world = await one_fan(api, x_admin, sessions, spec_flow(template_ids))  # node-2: 86,400 s
+    flow, fan = world.flow, world.fan
     started = await flow_skipping.env.get_current_time()
 
-    handle = await start_run(
-        flow_skipping.client, flow_skipping.task_queue, sessions, flow["id"], contact_id
-    )
+    handle = await start_run(flow_skipping, sessions, flow["id"], world.contact_id)
     first = await eventually(lambda: x_admin.dms(recipient_id=fan.id), lambda d: len(d) >= 1)
     assert [dm.text for dm in first] == ["Hi Lan, thanks for following!"]
     assert await eventually(lambda: timer_started(handle), lambda yes: yes)
@@ -235,18 +176,13 @@ async def test_wait_for_reply_without_a_reply_takes_the_timeout_branch_after_thr
     x_admin: SandboxAdmin,
     sessions: SessionMaker,
     template_ids: tuple[str, str],
-    flow_skipping: FlowSkipping,
+    flow_skipping: SkippingTemporal,
 ) -> None:
-    shop = await connect(api, await x_user(x_admin, "shop"))
-    flow = await create_flow(api, nudge_flow(template_ids))
-    await activate(api, flow["id"])
-    fan = await x_user(x_admin, "fan", name="Lan")
-    contact_id = await add_contact(sessions, api, shop, fan)
+    world = await one_fan(api, x_admin, sessions, nudge_flow(template_ids))
+    flow, fan = world.flow, world.fan
     started = await flow_skipping.env.get_current_time()
 
-    handle = await start_run(
-        flow_skipping.client, flow_skipping.task_queue, sessions, flow["id"], contact_id
-    )
+    handle = await start_run(flow_skipping, sessions, flow["id"], world.contact_id)
     assert await eventually(lambda: timer_started(handle), lambda yes: yes)
     await flow_skipping.env.sleep(timedelta(days=2, hours=23))
     await asyncio.sleep(0.5)
@@ -268,24 +204,13 @@ async def test_a_business_hours_send_waits_until_the_hours_open(
     x_admin: SandboxAdmin,
     sessions: SessionMaker,
     template_ids: tuple[str, str],
-    flow_skipping: FlowSkipping,
+    flow_skipping: SkippingTemporal,
 ) -> None:
     welcome, _ = template_ids
-    shop = await connect(api, await x_user(x_admin, "shop"))
-    # Open tomorrow (UTC) from 09:00 to 10:00 only: closed now, whatever the time of day.
-    now = (await flow_skipping.env.get_current_time()).astimezone(UTC)
-    tomorrow = now.date() + timedelta(days=1)
-    opens = datetime.combine(tomorrow, time(9), UTC)
-    closes = opens + timedelta(hours=1)
-    hours = {
-        "enabled": True,
-        "timezone": "UTC",
-        "schedule": {WEEKDAYS[tomorrow.weekday()]: {"start": "09:00", "end": "10:00"}},
-    }
-    updated = await api.put(f"/accounts/{shop.account_id}", json={"businessHours": hours})
-    assert updated.status_code == 200, updated.text
-    flow = await create_flow(
+    world = await one_fan(
         api,
+        x_admin,
+        sessions,
         {
             "name": "Office hours",
             "trigger": {"type": "manual", "config": {}},
@@ -298,13 +223,21 @@ async def test_a_business_hours_send_waits_until_the_hours_open(
             ],
         },
     )
-    await activate(api, flow["id"])
-    fan = await x_user(x_admin, "fan", name="Lan")
-    contact_id = await add_contact(sessions, api, shop, fan)
+    flow, fan = world.flow, world.fan
+    # Open tomorrow (UTC) from 09:00 to 10:00 only: closed now, whatever the time of day.
+    now = (await flow_skipping.env.get_current_time()).astimezone(UTC)
+    tomorrow = now.date() + timedelta(days=1)
+    opens = datetime.combine(tomorrow, time(9), UTC)
+    closes = opens + timedelta(hours=1)
+    hours = {
+        "enabled": True,
+        "timezone": "UTC",
+        "schedule": {WEEKDAYS[tomorrow.weekday()]: {"start": "09:00", "end": "10:00"}},
+    }
+    updated = await api.put(f"/accounts/{world.shop.account_id}", json={"businessHours": hours})
+    assert updated.status_code == 200, updated.text
 
-    handle = await start_run(
-        flow_skipping.client, flow_skipping.task_queue, sessions, flow["id"], contact_id
-    )
+    handle = await start_run(flow_skipping, sessions, flow["id"], world.contact_id)
     assert await eventually(lambda: timer_started(handle), lambda yes: yes)
     await asyncio.sleep(0.5)
     assert await x_admin.dms(recipient_id=fan.id) == []  # closed: nothing goes out
@@ -328,7 +261,7 @@ async def test_a_business_hours_send_waits_until_the_hours_open(
     assert [dm.text for dm in await x_admin.dms(recipient_id=fan.id)] == [
         "Hi Lan, thanks for following!"
     ]
-    (reserved,) = await reservations(sessions, contact_id)
+    (reserved,) = await reservations(sessions, world.contact_id)
     assert opens <= reserved < closes, (reserved, opens)
     (run,) = await executions(api, flow["id"])
     assert run["status"] == "completed"
