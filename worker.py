@@ -12,12 +12,14 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 import activities.accounts
+import activities.assistant
 import activities.campaign
 import activities.flows
 import activities.listeners
 import activities.maintenance
 import activities.messaging
 import workflows.accounts
+import workflows.assistant
 import workflows.campaign
 import workflows.contact_reply
 import workflows.flow
@@ -41,6 +43,7 @@ ALL_WORKFLOWS: Sequence[type] = [
     *workflows.contact_reply.WORKFLOWS,
     *workflows.campaign.WORKFLOWS,
     *workflows.flow.WORKFLOWS,
+    *workflows.assistant.WORKFLOWS,
     *workflows.maintenance.WORKFLOWS,
 ]
 ACTIVITY_BUILDERS: Sequence[Callable[[WorkerDeps], list[Callable[..., Any]]]] = [
@@ -49,6 +52,7 @@ ACTIVITY_BUILDERS: Sequence[Callable[[WorkerDeps], list[Callable[..., Any]]]] = 
     activities.listeners.build,
     activities.campaign.build,
     activities.flows.build,
+    activities.assistant.build,
     activities.maintenance.build,
 ]
 

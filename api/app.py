@@ -16,6 +16,7 @@ from api.middleware import RequestContextMiddleware
 from api.rate_limit import RateLimiter
 from api.routes import (
     accounts,
+    ai,
     campaigns,
     contacts,
     conversations,
@@ -26,6 +27,7 @@ from api.routes import (
     templates,
     webhooks,
 )
+from integrations.llm import LLMClient
 from integrations.x import x_client_from_settings
 from mktx.logs import configure_logging
 from mktx.secrets import SecretBox
@@ -50,6 +52,7 @@ def build_context(settings: Settings) -> AppContext:
         x=x_client_from_settings(settings),
         secrets=SecretBox.from_settings(settings),
         rate_limiter=RateLimiter(engine, settings.rate_limit_per_minute),
+        llm=LLMClient(settings),
     )
 
 
@@ -116,6 +119,7 @@ def create_app(
         segments.router,
         campaigns.router,
         flows.router,
+        ai.router,
     ):
         app.include_router(router, prefix=BASE_PATH)
     app.include_router(redirects.router)  # /r/{code}: short public links, no base path

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from api.rate_limit import RateLimiter
+from integrations.llm import LLMClient
 from integrations.x import XClient
 from mktx.secrets import SecretBox
 from mktx.settings import Settings
@@ -51,3 +52,4 @@ class AppContext:
     x: XClient
     secrets: SecretBox
     rate_limiter: RateLimiter
+    llm: LLMClient

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     llm_model: str = "openai/mktx-sandbox"
     llm_api_base: str | None = None
     llm_api_key: SecretStr | None = None
+    # One model call may take this long before it counts as the provider failing.
+    llm_timeout_seconds: float = Field(20.0, gt=0, le=300)
 
     # Secrets at rest
     encryption_key: SecretStr = SecretStr(DEV_ENCRYPTION_KEY)

@@ -4,6 +4,7 @@ Importing this package registers every table on `SQLModel.metadata` (Alembic rea
 """
 
 from models.account import XAccount
+from models.ai import AISession, AISettingsRow, Escalation, LLMCall
 from models.campaign import Campaign, CampaignRecipient, CampaignTestSend, TrackedLink
 from models.contact import Contact, ContactDeletion
 from models.conversation import Conversation, Message
@@ -18,6 +19,8 @@ from models.webhook_event import ArmedTrigger, EventFollowUp, WebhookEvent
 
 __all__ = [
     "RATE_LIMIT_TABLE",
+    "AISession",
+    "AISettingsRow",
     "ArmedTrigger",
     "AutomationFlow",
     "Campaign",
@@ -25,10 +28,12 @@ __all__ = [
     "CampaignTestSend",
     "Contact",
     "ContactDeletion",
+    "Escalation",
     "EventFollowUp",
     "FlowRun",
     "FlowRunStep",
     "FlowVersion",
+    "LLMCall",
     "Conversation",
     "Message",
     "Segment",

@@ -170,7 +170,26 @@ class SandboxAdmin:
         await self._call("PUT", "/faults", json=body)
 
     async def clear_faults(self) -> None:
+        """Clear every injected fault, the LLM's script (`set_llm_script`) included."""
         await self._call("DELETE", "/faults")
+
+    async def set_llm_script(
+        self, invalid: int = 0, replies: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Script the LLM endpoint's next completions: `invalid` whose content is not JSON, then
+        `replies`, each answered exactly (as JSON), then the deterministic answers again.
+        Replaces any script left over; `set_llm_script()` clears it."""
+        await self._call("PUT", "/llm/script", json={"invalid": invalid, "replies": replies or []})
+
+    async def llm_requests(self) -> list[dict[str, Any]]:
+        """The chat completions the LLM endpoint answered, oldest first: `model`, `messages`
+        ([{role, content}], content parts joined as text), `response_format`, `temperature`,
+        `max_tokens` and `at` (ISO 8601). Requests a fault refused never reach it."""
+        rows: list[dict[str, Any]] = await self._call("GET", "/llm/requests")
+        return rows
+
+    async def clear_llm_requests(self) -> None:
+        await self._call("DELETE", "/llm/requests")
 
     async def set_rate_limit(
         self, endpoint: str, limit: int, window_seconds: int = 900, user_id: str | None = None

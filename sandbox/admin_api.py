@@ -14,6 +14,7 @@ from sandbox.state import (
     DMEvent,
     DuplicateUsername,
     FaultConfig,
+    LLMRequest,
     SandboxState,
     UnknownUser,
     User,
@@ -74,6 +75,25 @@ class Faults(CamelModel):
     path_prefix: str | None = None
     user_id: str | None = None
     retry_after_seconds: int = Field(60, ge=1)
+
+
+class LLMScript(CamelModel):
+    """The LLM endpoint's next answers: `invalid` completions whose content is not JSON, then
+    `replies` (any JSON objects, answered as they are), then the deterministic answers again."""
+
+    invalid: int = Field(0, ge=0, le=1000)
+    replies: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
+
+
+class LLMRequestOut(BaseModel):
+    """A chat completion as it was asked, in OpenAI's field names."""
+
+    model: str | None
+    messages: list[dict[str, str]]
+    response_format: Any
+    temperature: Any
+    max_tokens: Any
+    at: datetime
 
 
 class RateLimitIn(CamelModel):
@@ -249,7 +269,48 @@ def set_faults(body: Faults, state: StateDep) -> Faults:
 
 @router.delete("/faults", status_code=204)
 def clear_faults(state: StateDep) -> None:
+    """Clear every injected fault, the LLM's script of invalid and scripted answers included
+    (tests call this after each test)."""
     state.set_faults(FaultConfig())
+    state.set_llm_script(0, [])
+
+
+@router.get("/llm/script")
+def get_llm_script(state: StateDep) -> LLMScript:
+    invalid, replies = state.llm_script()
+    return LLMScript(invalid=invalid, replies=replies)
+
+
+@router.put("/llm/script")
+def set_llm_script(body: LLMScript, state: StateDep) -> LLMScript:
+    state.set_llm_script(body.invalid, body.replies)
+    return body
+
+
+@router.delete("/llm/script", status_code=204)
+def clear_llm_script(state: StateDep) -> None:
+    state.set_llm_script(0, [])
+
+
+def _llm_request_out(record: LLMRequest) -> LLMRequestOut:
+    return LLMRequestOut(
+        model=record.model,
+        messages=[dict(m) for m in record.messages],
+        response_format=record.response_format,
+        temperature=record.temperature,
+        max_tokens=record.max_tokens,
+        at=record.at,
+    )
+
+
+@router.get("/llm/requests")
+def list_llm_requests(state: StateDep) -> list[LLMRequestOut]:
+    return [_llm_request_out(r) for r in state.llm_request_log()]
+
+
+@router.delete("/llm/requests", status_code=204)
+def clear_llm_requests(state: StateDep) -> None:
+    state.clear_llm_requests()
 
 
 @router.put("/rate-limits")

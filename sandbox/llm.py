@@ -1,7 +1,18 @@
-"""An OpenAI-compatible chat endpoint whose answers follow from the last user message, always the same.
+"""An OpenAI-compatible chat endpoint answering the AI assistant's contract, always the same way.
 
-Tests of the AI assistant need an LLM that is fast, free and predictable: an order number gets an
-order-status answer with high confidence, asking for a human gets a low-confidence escalation.
+Tests of the AI assistant need an LLM that is fast, free and predictable. The customer's text (the
+last `user` message) decides the answer: an order number gets `order_status_query` with the
+number in `slots.orderId`, asking for a human gets `human_request` with an escalation, anything
+else gets `other` with a low confidence. When the caller asks for JSON (`response_format`
+`json_object` or `json_schema`, or no `response_format` and a system message that mentions JSON),
+the first choice's content is one JSON object
+
+    {"intent": str, "confidence": number, "response": str, "slots": {str: str},
+     "requiresEscalation": bool}
+
+shaped by the property names of a JSON schema when one is given; otherwise it is the reply text.
+Tests script what comes next through the admin API (`SandboxState.set_llm_script`): content that
+is not JSON, or exact objects; every completion asked is recorded (`SandboxState.llm_requests`).
 """
 
 from __future__ import annotations
@@ -12,24 +23,28 @@ import math
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from sandbox.problems import openai_error
+from sandbox.state import LLMRequest, SandboxState
 
 MODEL = "mktx-sandbox"
 ENDPOINT = "chat"
 
+# What a completion scripted as invalid answers: prose around an answer, the usual way a model
+# breaks JSON mode.
+INVALID_CONTENT = "Sure! Here is your answer: order shipped"
+
 router = APIRouter()
 
 _ORDER_NUMBER = re.compile(r"#\s?(\d{3,})|\border\s*(?:number|no\.?|id)?\s*:?\s*(\d{4,})", re.I)
-_ESCALATION = re.compile(
-    r"\b(human|agent|person|manager|complain\w*|refund|angry|terrible|lawyer|speak to someone)\b",
-    re.I,
-)
+_HUMAN = re.compile(r"\b(?:human|agent|person|manager)s?\b", re.I)
+_JSON_WORD = re.compile(r"\bjson\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -38,63 +53,101 @@ class Answer:
     confidence: float
     reply: str
     escalate: bool = False
-    order_number: str | None = None
+    slots: dict[str, str] = field(default_factory=dict)
     sentiment: str = "neutral"
+
+    @property
+    def order_number(self) -> str | None:
+        return self.slots.get("orderId")
+
+    def contract(self) -> dict[str, Any]:
+        """The assistant's answer object, as the product validates it."""
+        return {
+            "intent": self.intent,
+            "confidence": self.confidence,
+            "response": self.reply,
+            "slots": dict(self.slots),
+            "requiresEscalation": self.escalate,
+        }
 
 
 def answer_for(text: str) -> Answer:
-    """The sandbox's whole "model": keyword intents, checked most urgent first."""
-    lowered = text.lower()
-    if _ESCALATION.search(text):
-        return Answer(
-            "escalation",
-            0.2,
-            "I'm sorry about that. I'm passing your conversation to a member of our team, "
-            "who will reply here shortly.",
-            escalate=True,
-            sentiment="negative",
-        )
+    """The sandbox's whole "model": an order number, then a request for a human, else `other`."""
     if match := _ORDER_NUMBER.search(text):
         number = match.group(1) or match.group(2)
         return Answer(
-            "order_status",
-            0.92,
-            f"Thanks! Order #{number} has shipped and should arrive within 2 business days.",
-            order_number=number,
+            "order_status_query",
+            0.95,
+            f"Let me check that for you. Order #{number} was shipped and should arrive within "
+            "2 business days.",
+            slots={"orderId": number},
         )
-    if "order" in lowered:
+    if _HUMAN.search(text):
         return Answer(
-            "order_status", 0.6, "Happy to check! Could you share your order number (e.g. #12345)?"
+            "human_request",
+            0.9,
+            "Of course! I'm passing your conversation to a member of our team, who will reply "
+            "here shortly.",
+            escalate=True,
         )
-    if re.search(r"\b(hours|open|close|closing)\b", lowered):
-        return Answer("store_hours", 0.9, "We're open every day from 9am to 9pm.")
-    if re.search(r"\b(price|cost|how much)\b", lowered):
-        return Answer("pricing", 0.8, "You'll find current prices on our website and in store.")
-    if re.search(r"\b(thanks|thank you)\b", lowered):
-        return Answer(
-            "thanks", 0.95, "You're welcome! Anything else we can do?", sentiment="positive"
-        )
-    if re.search(r"\b(hi|hello|hey)\b", lowered):
-        return Answer("greeting", 0.95, "Hi! How can we help you today?", sentiment="positive")
-    return Answer("general", 0.5, "Thanks for your message! A member of our team will follow up.")
+    return Answer(
+        "other",
+        0.3,
+        "Thanks for your message! Could you tell me a little more about what you need?",
+    )
 
 
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
     return ""
 
 
-def _last_user_text(messages: list[Any]) -> str:
-    for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == "user":
-            return _text_of(message.get("content"))
-    return ""
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
-# Field names a caller's JSON schema may use for each part of the answer.
+def _is_repair_note(messages: list[dict[str, Any]], index: int) -> bool:
+    """Whether the user message at `index` asks to repair an answer rather than comes from the
+    customer: it follows the model's raw answer (the sandbox's invalid content or a JSON object;
+    a session's earlier assistant turns are reply text) or it talks about JSON."""
+    if _JSON_WORD.search(_text_of(messages[index].get("content"))):
+        return True
+    if index == 0 or messages[index - 1].get("role") != "assistant":
+        return False
+    previous = _text_of(messages[index - 1].get("content")).strip()
+    return previous == INVALID_CONTENT or _is_json_object(previous)
+
+
+def customer_text(messages: list[Any]) -> str:
+    """The last user message that is not a repair note (the last user message if all are)."""
+    turns = [m for m in messages if isinstance(m, dict)]
+    users = [i for i, m in enumerate(turns) if m.get("role") == "user"]
+    for index in reversed(users):
+        if not _is_repair_note(turns, index):
+            return _text_of(turns[index].get("content"))
+    return _text_of(turns[users[-1]].get("content")) if users else ""
+
+
+def _wants_json(response_format: Any, messages: list[Any]) -> bool:
+    if isinstance(response_format, dict):
+        return response_format.get("type") in {"json_object", "json_schema"}
+    if response_format is not None:
+        return False
+    return any(
+        isinstance(m, dict)
+        and m.get("role") in {"system", "developer"}
+        and _JSON_WORD.search(_text_of(m.get("content")))
+        for m in messages
+    )
+
+
+# Field names a caller's JSON schema may use for each part of the answer (compared lower-cased).
 _SYNONYMS: dict[str, str] = {
     "reply": "reply",
     "response": "reply",
@@ -110,8 +163,14 @@ _SYNONYMS: dict[str, str] = {
     "shouldescalate": "escalate",
     "needs_human": "escalate",
     "needshuman": "escalate",
+    "requiresescalation": "escalate",
+    "requires_escalation": "escalate",
+    "slots": "slots",
+    "entities": "slots",
     "order_number": "order_number",
     "ordernumber": "order_number",
+    "orderid": "order_number",
+    "order_id": "order_number",
     "sentiment": "sentiment",
 }
 _EMPTY_BY_TYPE: dict[str, Any] = {
@@ -124,19 +183,22 @@ _EMPTY_BY_TYPE: dict[str, Any] = {
 }
 
 
-def _json_content(answer: Answer, response_format: dict[str, Any]) -> str:
+def _json_content(answer: Answer, response_format: Any) -> str:
+    """The contract object, or, when a JSON schema is given, an object of its properties."""
     values = {
         "intent": answer.intent,
         "confidence": answer.confidence,
         "reply": answer.reply,
         "escalate": answer.escalate,
+        "slots": dict(answer.slots),
         "order_number": answer.order_number,
         "sentiment": answer.sentiment,
     }
-    schema = (response_format.get("json_schema") or {}).get("schema") or {}
+    json_schema = response_format.get("json_schema") if isinstance(response_format, dict) else None
+    schema = (json_schema.get("schema") if isinstance(json_schema, dict) else None) or {}
     properties = schema.get("properties") if isinstance(schema, dict) else None
     if not isinstance(properties, dict) or not properties:
-        return json.dumps(values)
+        return json.dumps(answer.contract())
     shaped: dict[str, Any] = {}
     for name, spec in properties.items():
         known = _SYNONYMS.get(name.lower())
@@ -175,6 +237,19 @@ def _stream(completion: dict[str, Any], include_usage: bool) -> Iterator[str]:
     yield "data: [DONE]\n\n"
 
 
+def _content(state: SandboxState, response_format: Any, messages: list[Any]) -> str:
+    """The first choice's content: the script's next answer, else the deterministic one."""
+    scripted = state.take_llm_scripted()
+    if scripted is not None:
+        return INVALID_CONTENT if scripted.invalid else json.dumps(scripted.reply)
+    answer = answer_for(customer_text(messages))
+    return (
+        _json_content(answer, response_format)
+        if _wants_json(response_format, messages)
+        else answer.reply
+    )
+
+
 @router.post("/v1/chat/completions")
 @router.post("/chat/completions")
 async def chat_completions(request: Request) -> Response:
@@ -187,13 +262,22 @@ async def chat_completions(request: Request) -> Response:
     if not isinstance(messages, list) or not messages:
         return openai_error(400, "'messages' must be a non-empty array")
 
-    answer = answer_for(_last_user_text(messages))
-    response_format = body.get("response_format")
-    wants_json = isinstance(response_format, dict) and response_format.get("type") in {
-        "json_object",
-        "json_schema",
-    }
-    content = _json_content(answer, response_format) if wants_json else answer.reply
+    state: SandboxState = request.app.state.sandbox
+    state.log_llm_request(
+        LLMRequest(
+            at=datetime.now(UTC),
+            model=body.get("model"),
+            messages=tuple(
+                {"role": str(m.get("role", "")), "content": _text_of(m.get("content"))}
+                for m in messages
+                if isinstance(m, dict)
+            ),
+            response_format=body.get("response_format"),
+            temperature=body.get("temperature"),
+            max_tokens=body.get("max_tokens", body.get("max_completion_tokens")),
+        )
+    )
+    content = _content(state, body.get("response_format"), messages)
     prompt_tokens = sum(
         _tokens(_text_of(m.get("content"))) for m in messages if isinstance(m, dict)
     )

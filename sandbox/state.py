@@ -32,6 +32,7 @@ DEMO_CUSTOMER_TOKEN_SECRET = "demo-john-secret"
 FIFTEEN_MINUTES = 15 * 60
 X_EPOCH_MS = 1288834974657
 REQUEST_LOG_SIZE = 5000
+LLM_REQUEST_LOG_SIZE = 1000
 
 # Endpoint keys used for rate limits (and shown in the request log).
 EP_USERS_ME = "users_me"
@@ -115,6 +116,26 @@ class FaultConfig:
 
 
 @dataclass(frozen=True)
+class LLMRequest:
+    """A chat completion the LLM endpoint answered, as it was asked (content parts as text)."""
+
+    at: datetime
+    model: str | None
+    messages: tuple[dict[str, str], ...]  # {"role", "content"}
+    response_format: object
+    temperature: object
+    max_tokens: object
+
+
+@dataclass(frozen=True)
+class LLMScripted:
+    """What a scripted completion answers: content that is not JSON, or exactly `reply`."""
+
+    invalid: bool
+    reply: dict[str, object] | None = None
+
+
+@dataclass(frozen=True)
 class RateLimitRule:
     limit: int
     window_seconds: int
@@ -188,6 +209,10 @@ class SandboxState:
             self.media = MediaStore(self.next_id)
             # Sample media (`/_sandbox/media/{name}`) answering with another status for now.
             self.sample_media_status: dict[str, int] = {}
+            # The LLM endpoint's script (see `set_llm_script`) and the completions it was asked.
+            self._llm_invalid = 0
+            self._llm_replies: deque[dict[str, object]] = deque()
+            self.llm_requests: deque[LLMRequest] = deque(maxlen=LLM_REQUEST_LOG_SIZE)
             if self.seed_demo:
                 self._seed()
 
@@ -433,6 +458,41 @@ class SandboxState:
                 return RateLimitStatus(rule.limit, 0, reset, exceeded=True)
             window.count += 1
             return RateLimitStatus(rule.limit, rule.limit - window.count, reset, exceeded=False)
+
+    # LLM ---------------------------------------------------------------------------------
+
+    def set_llm_script(self, invalid: int, replies: list[dict[str, object]]) -> None:
+        """The next `invalid` completions answer content that is not JSON, then the next ones
+        answer `replies` in order; the script replaces any left over."""
+        with self._lock:
+            self._llm_invalid = invalid
+            self._llm_replies = deque(replies)
+
+    def llm_script(self) -> tuple[int, list[dict[str, object]]]:
+        with self._lock:
+            return self._llm_invalid, list(self._llm_replies)
+
+    def take_llm_scripted(self) -> LLMScripted | None:
+        """Consume the script's next answer; None when the script is spent."""
+        with self._lock:
+            if self._llm_invalid > 0:
+                self._llm_invalid -= 1
+                return LLMScripted(invalid=True)
+            if self._llm_replies:
+                return LLMScripted(invalid=False, reply=self._llm_replies.popleft())
+            return None
+
+    def log_llm_request(self, record: LLMRequest) -> None:
+        with self._lock:
+            self.llm_requests.append(record)
+
+    def llm_request_log(self) -> list[LLMRequest]:
+        with self._lock:
+            return list(self.llm_requests)
+
+    def clear_llm_requests(self) -> None:
+        with self._lock:
+            self.llm_requests.clear()
 
     def log_request(self, record: RequestRecord) -> None:
         with self._lock:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from mktx.settings import Settings
 from models.db import SessionMaker
+from services.assistant.auto_reply import register_triggers as register_assistant_triggers
 from services.flows.triggers import register_triggers as register_flow_triggers
 from services.ingestion.triggers import TriggerRegistry
 
@@ -13,4 +14,5 @@ from services.ingestion.triggers import TriggerRegistry
 def build_triggers(settings: Settings, sessions: SessionMaker) -> TriggerRegistry:
     registry = TriggerRegistry()
     register_flow_triggers(registry, settings, sessions)
+    register_assistant_triggers(registry, settings, sessions)
     return registry

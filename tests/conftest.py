@@ -160,6 +160,8 @@ def settings(
         x_webhook_id=WEBHOOK_ID,
         x_timeout_seconds=5,
         llm_api_base=f"{sandbox.url}/v1",
+        llm_api_key=SecretStr("sandbox"),  # litellm's OpenAI client insists on one
+        llm_timeout_seconds=5,
         rate_limit_per_minute=10_000,
     )
 

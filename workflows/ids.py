@@ -59,6 +59,11 @@ def escalation_id(conversation_id: str) -> str:
     return f"escalation:{conversation_id}"
 
 
+def assistant_id(conversation_id: str) -> str:
+    """The auto-reply of one conversation: answers its DMs while it runs."""
+    return f"assistant:{conversation_id}"
+
+
 def send_message_id(message_id: str) -> str:
     return f"message-send:{message_id}"
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
 
-from api.deps import ContextDep, ReaderDep, SessionDep, TemporalDep, require
+from api.deps import ContextDep, ReaderDep, SessionDep, TemporalDep, TemporalSourceDep, require
 from api.envelope import Envelope, Page, error_responses, ok
 from api.pagination import PageDep
 from models.conversation import (
@@ -24,6 +24,8 @@ from models.conversation import (
     MessageSend,
     MessageStatus,
 )
+from services.assistant import conversations as assistant
+from services.assistant import escalations
 from services.core.auth import Permission, Principal
 from services.core.errors import (
     AppError,
@@ -131,6 +133,13 @@ async def send_message(
         body=body,
     )
     message, result = reply.message, reply.result
+    # A person writes here now: the bot stays quiet and an escalation is resolved.
+    resolved = await assistant.human_took_over(
+        session, principal.merchant_id, conversation_id, escalations.AGENT_REPLIED
+    )
+    await session.commit()
+    if resolved is not None:
+        await escalations.signal_resolved(temporal, conversation_id, escalations.AGENT_REPLIED)
     if message.status == MessageStatus.failed:
         raise _send_failure(message, result)
     if message.status == MessageStatus.queued:
@@ -163,13 +172,21 @@ def _send_failure(message: Message, result: SendMessageResult | None) -> AppErro
 async def close_conversation(
     principal: AgentDep,
     session: SessionDep,
+    temporal: TemporalSourceDep,
     conversation_id: ConversationId,
     body: Annotated[ConversationClose | None, Body()] = None,
 ) -> Envelope[ConversationPublic]:
-    """Close the conversation; the contact's next DM opens a new one."""
+    """Close the conversation (resolving its escalation); the contact's next DM opens a new
+    one, with a fresh AI session."""
     conversation = await conversation_service.close_conversation(
         session, principal.merchant_id, conversation_id, body.reason if body else None
     )
+    resolved = await assistant.human_took_over(
+        session, principal.merchant_id, conversation_id, escalations.CLOSED
+    )
+    await session.commit()
+    if resolved is not None:
+        await escalations.signal_resolved(await temporal(), conversation_id, escalations.CLOSED)
     contacts = await conversation_service.contacts_of(
         session, principal.merchant_id, [conversation]
     )

@@ -116,6 +116,13 @@ class UpstreamError(AppError):
     code = ErrorCode.TWITTER_API_ERROR
 
 
+class AIUnavailable(AppError):
+    """The model gave no usable answer (timeout, provider error, twice outside the contract)."""
+
+    status = 502
+    code = ErrorCode.AI_SERVICE_ERROR
+
+
 class ServiceUnavailable(AppError):
     status = 503
     code = ErrorCode.SERVICE_UNAVAILABLE

@@ -32,10 +32,10 @@ from models.flow_run import FlowRun, FlowRunStep
 from models.quota import SendKind
 from models.segment import SegmentMatch
 from models.template import Template
+from services.accounts.hours import next_opening
 from services.contacts.contacts import add_tags
 from services.contacts.fields import check_attributes
 from services.core.errors import ValidationFailed
-from services.flows.hours import next_opening
 from services.flows.tags import record_tags_added
 from services.inbox.listeners import register_listener, unregister_listener
 from services.messaging import OutgoingDM, Refusal, queue_messages, refusal

@@ -25,7 +25,7 @@ from models.db import SessionMaker
 from models.flow import AutomationFlow
 from models.quota import SendReservation
 from sandbox.admin import SandboxAdmin, SandboxUser
-from services.flows.hours import WEEKDAYS
+from services.accounts.hours import WEEKDAYS
 from services.flows.starts import active_version, run_input
 from tests.conftest import Api
 from tests.flows.conftest import (

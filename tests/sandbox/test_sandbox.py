@@ -1,4 +1,5 @@
-"""The X sandbox over real HTTP: OAuth 1.0a as X checks it, DMs, limits, faults, webhooks, the LLM."""
+"""The X sandbox over real HTTP: OAuth 1.0a as X checks it, DMs, limits, faults, webhooks
+(the LLM endpoint: test_llm.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -494,69 +494,6 @@ async def test_a_webhook_with_another_secret_refuses_the_delivery(
     assert refused.webhook_status == 401 and strict.deliveries == []
     assert crc_ok is False
     assert unreachable.webhook_status is None and unreachable.error
-
-
-# LLM ----------------------------------------------------------------------------------------
-
-
-async def test_chat_completions_through_litellm(emulator: RunningSandbox) -> None:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    async def ask(text: str, **kwargs: Any) -> Any:
-        return await litellm.acompletion(
-            model="openai/mktx-sandbox",
-            api_base=f"{emulator.url}/v1",
-            api_key="x",
-            messages=[
-                {"role": "system", "content": "You are the shop's assistant."},
-                {"role": "user", "content": text},
-            ],
-            max_retries=0,
-            **kwargs,
-        )
-
-    order = await ask("Hi, where is my order #12345?")
-    human = await ask("I want to talk to a human", response_format={"type": "json_object"})
-    again = await ask("Hi, where is my order #12345?")
-
-    assert "#12345" in order.choices[0].message.content
-    assert order.usage.total_tokens == order.usage.prompt_tokens + order.usage.completion_tokens > 0
-    verdict = json.loads(human.choices[0].message.content)
-    assert verdict["intent"] == "escalation" and verdict["escalate"] is True
-    assert verdict["confidence"] < 0.5
-    assert again.choices[0].message.content == order.choices[0].message.content
-
-
-async def test_json_schema_answers_use_the_callers_field_names(emulator: RunningSandbox) -> None:
-    schema = {
-        "type": "object",
-        "properties": {
-            "reply": {"type": "string"},
-            "shouldEscalate": {"type": "boolean"},
-            "confidence": {"type": "number"},
-            "language": {"type": "string"},
-        },
-    }
-    async with httpx.AsyncClient() as client:
-        response = await client.post(
-            f"{emulator.url}/chat/completions",
-            json={
-                "model": "mktx-sandbox",
-                "messages": [
-                    {"role": "user", "content": [{"type": "text", "text": "order 98765"}]}
-                ],
-                "response_format": {"type": "json_schema", "json_schema": {"schema": schema}},
-            },
-        )
-    content = json.loads(response.json()["choices"][0]["message"]["content"])
-    assert content == {
-        "reply": content["reply"],
-        "shouldEscalate": False,
-        "confidence": 0.92,
-        "language": "",
-    }
-    assert "#98765" in content["reply"]
 
 
 # Seed and reset -----------------------------------------------------------------------------
