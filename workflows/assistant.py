@@ -46,6 +46,8 @@ CALL_TIMEOUT = timedelta(seconds=30)
 # row stays open; resolving it later needs no workflow).
 AFTER_BREACH = timedelta(days=30)
 SEEN_LIMIT = 200
+# Looks for the escalation's row, a second apart.
+ROW_WAITS = 30
 
 
 @workflow.defn(name=ASSISTANT_WORKFLOW)
@@ -111,13 +113,19 @@ class EscalationWorkflow:
         ref = EscalationInputRef(
             merchant_id=request.merchant_id, escalation_id=request.escalation_id
         )
-        begun = await workflow.execute_activity(
-            ESCALATION_BEGIN,
-            request,
-            result_type=EscalationBegun,
-            start_to_close_timeout=CALL_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
+        for _ in range(ROW_WAITS):
+            begun = await workflow.execute_activity(
+                ESCALATION_BEGIN,
+                request,
+                result_type=EscalationBegun,
+                start_to_close_timeout=CALL_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
+            if not begun.missing:
+                break
+            # Started just before its row's commit: wait for it (a row never committed —
+            # the request failed — leaves nothing to do).
+            await workflow.sleep(timedelta(seconds=1))
         if not begun.open or begun.sla_due_at is None:
             return EscalationResult(breached=False, resolution="resolved")
         if begun.handoff_id is not None:

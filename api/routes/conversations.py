@@ -122,7 +122,12 @@ async def send_message(
     conversation_id: ConversationId,
     response: Response,
 ) -> Envelope[MessagePublic]:
-    """Send a DM in the conversation; 200 once X accepted it, 202 if X is slow (still queued)."""
+    """Send a DM in the conversation; 200 once X accepted it, 202 if X is slow (still queued).
+    A person writes here now: the bot stays quiet in this conversation, and its open escalation
+    is resolved (`agent_replied`), committed with the reply."""
+    resolved = await assistant.human_took_over(
+        session, principal.merchant_id, conversation_id, escalations.AGENT_REPLIED
+    )
     reply = await replies.send_reply(
         session,
         temporal,
@@ -133,11 +138,6 @@ async def send_message(
         body=body,
     )
     message, result = reply.message, reply.result
-    # A person writes here now: the bot stays quiet and an escalation is resolved.
-    resolved = await assistant.human_took_over(
-        session, principal.merchant_id, conversation_id, escalations.AGENT_REPLIED
-    )
-    await session.commit()
     if resolved is not None:
         await escalations.signal_resolved(temporal, conversation_id, escalations.AGENT_REPLIED)
     if message.status == MessageStatus.failed:

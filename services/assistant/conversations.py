@@ -130,6 +130,7 @@ async def human_took_over(
 ) -> uuid.UUID | None:
     """An agent wrote (or closed the conversation): the bot stays quiet here from now on, and
     the open escalation is resolved (the caller commits, then `escalations.signal_resolved`)."""
+    conversation = await get_conversation(session, merchant_id, conversation_id)
     if resolution == escalations.AGENT_REPLIED:
-        await ai_sessions.pause_bot(session, merchant_id, conversation_id)
-    return await escalations.resolve(session, conversation_id, resolution)
+        await ai_sessions.pause_bot(session, merchant_id, conversation.id)
+    return await escalations.resolve(session, merchant_id, conversation.id, resolution)

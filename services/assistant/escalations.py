@@ -153,7 +153,9 @@ async def begin(
 ) -> EscalationBegun:
     """The workflow's first step: is it still open, and the handoff DM (queued once)."""
     row = await session.get(Escalation, request.escalation_id, with_for_update=True)
-    if row is None or row.status != EscalationStatus.open:
+    if row is None:
+        return EscalationBegun(open=False, missing=True)
+    if row.status != EscalationStatus.open:
         return EscalationBegun(open=False)
     handoff_id: uuid.UUID | None = None
     if request.handoff:
@@ -197,20 +199,25 @@ _RESOLVE = text(
     """
     UPDATE escalations SET status = 'resolved', resolved_at = :now, resolution = :resolution,
         updated_at = :now
-    WHERE conversation_id = :conversation_id AND status = 'open'
+    WHERE conversation_id = :conversation_id AND merchant_id = :merchant_id AND status = 'open'
     RETURNING id
     """
 )
 
 
 async def resolve(
-    session: AsyncSession, conversation_id: uuid.UUID, resolution: str
+    session: AsyncSession, merchant_id: str, conversation_id: uuid.UUID, resolution: str
 ) -> uuid.UUID | None:
     """Resolve the conversation's open escalation (the caller commits, then `signal_resolved`)."""
     row = (
         await session.execute(
             _RESOLVE,
-            {"now": utcnow(), "resolution": resolution, "conversation_id": conversation_id},
+            {
+                "now": utcnow(),
+                "resolution": resolution,
+                "conversation_id": conversation_id,
+                "merchant_id": merchant_id,
+            },
         )
     ).first()
     if row is None:

@@ -53,6 +53,8 @@ class EscalationInput(BaseModel):
 
 class EscalationBegun(BaseModel):
     open: bool  # False: resolved (or gone) already
+    # Not there yet: the workflow is started just before the escalation's row is committed.
+    missing: bool = False
     sla_due_at: datetime | None = None
     handoff_id: uuid.UUID | None = None  # the handoff DM to deliver
 
