@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from integrations.llm import Completion, LLMClient, LLMUnavailable
@@ -29,7 +30,14 @@ MODEL_REQUESTED = "model_requested"
 AI_UNAVAILABLE = "ai_unavailable"
 
 
+@dataclass(frozen=True, slots=True)
+class Answered:
+    answer: AIAnswer
+    escalation: str | None  # why a person should take over (None: the bot may answer)
+
+
 def escalation_reason(answer: AIAnswer, settings: AISettings) -> str | None:
+    """Asked of the model's own answer (its `requiresEscalation` as it said it)."""
     if answer.intent == HUMAN_REQUEST:
         return HUMAN_REQUEST
     if answer.requires_escalation:
@@ -48,9 +56,10 @@ async def answer(
     conversation_id: uuid.UUID | None,
     turns: list[dict[str, Any]],
     text: str,
-) -> AIAnswer:
+) -> Answered:
     """The model's answer to `text` after `turns`, with `requiresEscalation` as the rules say
-    (the model's word, low confidence, a request for a person). AIServiceError otherwise."""
+    (a request for a person, the model's word, low confidence) and the reason it says so.
+    AIServiceError otherwise."""
     model = settings.model or llm.default_model
     schema = llm.supports_schema(model)
     messages = messages_for(settings, turns, text, schema_in_text=not schema)
@@ -87,7 +96,9 @@ async def answer(
             continue
         await _record(sessions, merchant_id, conversation_id, model, completion, "ok")
         reason = escalation_reason(parsed, settings)
-        return parsed.model_copy(update={"requires_escalation": reason is not None})
+        return Answered(
+            parsed.model_copy(update={"requires_escalation": reason is not None}), reason
+        )
     raise AssertionError("unreachable")
 
 

@@ -119,7 +119,7 @@ async def auto_reply(
         turns = list(found.context) if found else []
     text = "\n".join(texts)
     try:
-        answer = await answering.answer(
+        answered = await answering.answer(
             llm,
             sessions,
             ai,
@@ -137,9 +137,9 @@ async def auto_reply(
         ai_session = await ai_sessions.open_session(session, request.merchant_id, conversation.id)
         if locked is None or locked.status != ConversationStatus.open or ai_session.bot_paused:
             return AutoReplyResult(skipped="bot_paused")  # a person took over meanwhile
+        answer, reason = answered.answer, answered.escalation
         ai_sessions.record_turn(ai_session, text, answer)
         session.add(ai_session)
-        reason = answering.escalation_reason(answer, ai)
         if reason is not None:
             await escalations.escalate(
                 session, temporal, settings, ai, locked, reason, handoff=True

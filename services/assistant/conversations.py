@@ -57,7 +57,7 @@ async def message(
     turns = list(found.context) if found else []
     await session.commit()  # no transaction held open across the model call
     try:
-        answer = await answering.answer(
+        answered = await answering.answer(
             llm,
             sessions,
             ai,
@@ -68,6 +68,7 @@ async def message(
         )
     except answering.AIServiceError as exc:
         raise AIUnavailable(str(exc)) from exc
+    answer = answered.answer
     conversation = await get_conversation(session, merchant_id, conversation_id, for_update=True)
     ai_session = await ai_sessions.open_session(session, merchant_id, conversation.id)
     ai_sessions.record_turn(ai_session, body.message, answer)
@@ -85,7 +86,7 @@ async def message(
                 is_from_bot=True,
             ),
         )
-    reason = answering.escalation_reason(answer, ai)
+    reason = answered.escalation
     if reason is not None:
         await escalations.escalate(
             session, temporal, settings, ai, conversation, reason, handoff=False
