@@ -91,7 +91,8 @@ class AssistantWorkflow:
                 retry_policy=DB_RETRY,
             )
             if result.reply_id is not None:
-                await deliver_settled(request.merchant_id, result.reply_id)
+                if not result.delivered:  # X down or rate-limiting: waited out here
+                    await deliver_settled(request.merchant_id, result.reply_id)
                 answered += 1
             if result.escalated or result.skipped == "bot_paused":
                 return answered  # a person has the conversation now

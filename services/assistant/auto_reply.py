@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -23,6 +25,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from integrations.llm import LLMClient
 from mktx.settings import Settings
 from models.account import XAccount
+from models.ai import AISettings
 from models.conversation import Conversation, ConversationStatus, Message
 from models.db import SessionMaker
 from models.quota import SendKind
@@ -44,25 +47,32 @@ from workflows.contracts.contact_events import ContactEvent, ContactEventKind
 logger = logging.getLogger(__name__)
 
 
-async def _why_not(
-    sessions: SessionMaker, merchant_id: str, conversation_id: uuid.UUID
-) -> tuple[str | None, Conversation | None]:
-    async with sessions() as session:
-        conversation = await session.get(Conversation, conversation_id)
-        if conversation is None or conversation.merchant_id != merchant_id:
-            return "gone", None
-        if conversation.status != ConversationStatus.open:
-            return "closed", conversation
-        account = await session.get(XAccount, conversation.account_id)
-        if account is None or not account.auto_reply_enabled:
-            return "auto_reply_off", conversation
-        ai, _ = await ai_settings.load(session, merchant_id)
-        if not ai.enabled:
-            return "ai_off", conversation
-        found = await ai_sessions.find(session, conversation_id)
-        if found is not None and found.bot_paused:
-            return "bot_paused", conversation
-    return None, conversation
+@dataclass
+class _Moment:
+    """What decides whether the assistant answers now, read in one session."""
+
+    why_not: str | None
+    conversation: Conversation | None = None
+    ai: AISettings | None = None
+    turns: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def _moment(session: AsyncSession, merchant_id: str, conversation_id: uuid.UUID) -> _Moment:
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None or conversation.merchant_id != merchant_id:
+        return _Moment("gone")
+    if conversation.status != ConversationStatus.open:
+        return _Moment("closed", conversation)
+    account = await session.get(XAccount, conversation.account_id)
+    if account is None or not account.auto_reply_enabled:
+        return _Moment("auto_reply_off", conversation)
+    ai, _ = await ai_settings.load(session, merchant_id)
+    if not ai.enabled:
+        return _Moment("ai_off", conversation)
+    found = await ai_sessions.find(session, conversation_id)
+    if found is not None and found.bot_paused:
+        return _Moment("bot_paused", conversation)
+    return _Moment(None, conversation, ai, list(found.context) if found else [])
 
 
 def register_triggers(
@@ -73,10 +83,11 @@ def register_triggers(
             return None
         async with sessions() as session:
             message = await session.get(Message, event.message_id)
-        if message is None:
-            return None
-        why, conversation = await _why_not(sessions, event.merchant_id, message.conversation_id)
-        if why is not None or conversation is None:
+            if message is None:
+                return None
+            moment = await _moment(session, event.merchant_id, message.conversation_id)
+        conversation = moment.conversation
+        if moment.why_not is not None or conversation is None:
             return None
         return WorkflowStart.of(
             ASSISTANT_WORKFLOW,
@@ -109,15 +120,11 @@ async def auto_reply(
     async with sessions() as session:
         if await session.get(Message, reply_id) is not None:  # answered by an earlier attempt
             return AutoReplyResult(reply_id=reply_id)
-    why, conversation = await _why_not(sessions, request.merchant_id, request.conversation_id)
-    if why is not None or conversation is None:
-        return AutoReplyResult(skipped=why)
-    async with sessions() as session:
-        ai, _ = await ai_settings.load(session, request.merchant_id)
-        texts = await _texts(session, request.message_ids)
-        found = await ai_sessions.find(session, conversation.id)
-        turns = list(found.context) if found else []
-    text = "\n".join(texts)
+        moment = await _moment(session, request.merchant_id, request.conversation_id)
+        conversation, ai, turns = moment.conversation, moment.ai, moment.turns
+        if moment.why_not is not None or conversation is None or ai is None:
+            return AutoReplyResult(skipped=moment.why_not)
+        text = "\n".join(await _texts(session, request.message_ids))
     try:
         answered = await answering.answer(
             llm,

@@ -39,7 +39,8 @@ class AutoReplyInput(BaseModel):
 
 
 class AutoReplyResult(BaseModel):
-    reply_id: uuid.UUID | None = None  # the bot DM to deliver
+    reply_id: uuid.UUID | None = None  # the bot DM
+    delivered: bool = False  # settled by the activity itself (else: deliver it)
     escalated: bool = False
     skipped: str | None = None  # why nothing was answered (bot paused, AI off, closed, ...)
 
