@@ -15,7 +15,8 @@ PostgreSQL: MKTX_BENCH_DATABASE_URL, else an embedded server under .mkt-x/bench-
 database is created and dropped). Temporal: its own dev server. The API (`uvicorn
 api.app:main_app --factory`), the worker (`mkt-x worker`) and the sandbox (X and the LLM) run as
 subprocesses. The merchant's assistant and the account's auto-reply are turned on through the API.
-Target: round-trip p95 - bare-call p95 <= 150 ms; every round trip answered with the order's text.
+Target: round-trip p95 (until the sandbox has the bot DM, by its clock) - bare-call p95 <= 150 ms;
+every round trip answered with the order's text.
 """
 
 from __future__ import annotations
@@ -553,9 +554,12 @@ def _report(
                     f"  {label:<44}{statistics.median(values):>9.1f}"
                     f"{_quantile(values, 0.95):>9.1f}{max(values):>9.1f}{len(values):>7}"
                 )
-    overhead = _quantile(trip_ms, 0.95) - _quantile(bare, 0.95)
-    overhead_p50 = _quantile(trip_ms, 0.5) - _quantile(bare, 0.5)
-    ratio = _quantile(trip_ms, 0.95) / _quantile(bare, 0.95)
+    # The issue's round trip ends when the sandbox has the bot DM (its clock, this machine's):
+    # the poll's own delay (up to POLL_SECONDS, shown above) is the benchmark's, not the bot's.
+    received = arrived or trip_ms
+    overhead = _quantile(received, 0.95) - _quantile(bare, 0.95)
+    overhead_p50 = _quantile(received, 0.5) - _quantile(bare, 0.5)
+    ratio = _quantile(received, 0.95) / _quantile(bare, 0.95)
     checks = [
         (
             "overhead p95 ms",
