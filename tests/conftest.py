@@ -161,7 +161,7 @@ def settings(
         x_timeout_seconds=5,
         llm_api_base=f"{sandbox.url}/v1",
         llm_api_key=SecretStr("sandbox"),  # litellm's OpenAI client insists on one
-        llm_timeout_seconds=5,
+        llm_timeout_seconds=3,
         rate_limit_per_minute=10_000,
     )
 

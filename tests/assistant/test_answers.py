@@ -164,7 +164,7 @@ async def test_a_provider_error_is_502_without_retries(
 async def test_a_model_slower_than_the_timeout_is_502(
     api: Api, chat: Chat, x_admin: SandboxAdmin
 ) -> None:
-    await x_admin.set_faults(latency_ms=6000, path_prefix=CHAT_PATH)
+    await x_admin.set_faults(latency_ms=3500, path_prefix=CHAT_PATH)  # the timeout is 3 s
     await x_admin.clear_llm_requests()
     assert_ai_error(await ask(api, chat, "where is my order #44556?"))
     await x_admin.clear_faults()
