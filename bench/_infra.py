@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
+import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -60,3 +65,125 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# Temporal and processes (the flow benchmarks) ----------------------------------------------
+
+
+async def wait_for_pollers(client: Any, task_queue: str, timeout: float = 60.0) -> None:
+    """Until a worker polls `task_queue` for workflow tasks (it has connected and registered)."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (await client.workflow_service.describe_task_queue(request)).pollers:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"no worker polls {task_queue} after {timeout:.0f}s")
+
+
+async def wait_until(
+    probe: Callable[[], Awaitable[bool]], timeout: float, interval: float = 0.5
+) -> float | None:
+    """Seconds until `probe()` is true (polled every `interval`), None when `timeout` passed."""
+    started = time.monotonic()
+    while True:
+        if await probe():
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            return None
+        await asyncio.sleep(interval)
+
+
+def rss_mib(pid: int) -> float:
+    """A process's resident set size now, in MiB (VmRSS)."""
+    import psutil
+
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (0 once it is gone)."""
+    import psutil
+
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
+def database_cpu(database: str) -> float:
+    """CPU seconds of the local PostgreSQL backends now serving `database` (0 when remote).
+    A backend that has exited (its connection closed) is no longer counted: measure while the
+    pools are open."""
+    import psutil
+
+    total = 0.0
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(database in part for part in process.info["cmdline"] or ()):
+                times = process.cpu_times()
+                total += times.user + times.system
+    return total
+
+
+def child_named(name: str) -> int | None:
+    """The pid of this process's first descendant called `name` (e.g. the Temporal dev server
+    `WorkflowEnvironment.start_local` runs), if any."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if child.name() == name:
+                return int(child.pid)
+    return None
+
+
+class CpuMeter:
+    """CPU seconds used by named processes, and by the PostgreSQL backends of one database,
+    between `start()` and `stop()` (`used`, by name)."""
+
+    def __init__(self, database: str, pids: dict[str, int | None]) -> None:
+        self._database = database
+        self._pids = {name: pid for name, pid in pids.items() if pid is not None}
+        self._before: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        now = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+        now["postgres"] = database_cpu(self._database)
+        return now
+
+    def start(self) -> CpuMeter:
+        self._before = self._now()
+        return self
+
+    def stop(self) -> CpuMeter:
+        self.used = {name: used - self._before[name] for name, used in self._now().items()}
+        return self
+
+    def line(self, per: int | None = None) -> str:
+        """ "name 12s, ..." or, `per` events, "name 1.2 ms, ..." per event."""
+        if per:
+            return ", ".join(f"{n} {1000 * s / per:.1f} ms" for n, s in self.used.items())
+        return ", ".join(f"{name} {seconds:.0f}s" for name, seconds in self.used.items())
