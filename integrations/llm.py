@@ -8,23 +8,29 @@ that answers 502) decides about retrying. litellm must not fetch its price map f
 
 from __future__ import annotations
 
+import logging
 import os
+import time
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+from typing import Any
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-import logging  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
-
-import litellm  # noqa: E402
-
-from mktx.settings import Settings  # noqa: E402
+from mktx.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-litellm.suppress_debug_info = True
-litellm.telemetry = False
+
+@cache
+def _litellm() -> ModuleType:
+    """litellm, imported on the first model call: it weighs some 170 MiB and 4 s at import,
+    which a worker or API that never calls the model need not pay."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    return litellm
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +62,7 @@ class LLMClient:
     def supports_schema(self, model: str) -> bool:
         """Whether the model takes a JSON schema as `response_format` (else JSON mode)."""
         try:
-            return bool(litellm.supports_response_schema(model=model))
+            return bool(_litellm().supports_response_schema(model=model))
         except Exception:  # a model litellm does not know
             return False
 
@@ -69,6 +75,7 @@ class LLMClient:
         max_tokens: int,
         response_format: dict[str, Any] | None,
     ) -> Completion:
+        litellm = _litellm()
         started = time.perf_counter()
         try:
             response: Any = await litellm.acompletion(
@@ -108,7 +115,7 @@ def _ms(started: float) -> int:
 
 def _cost(response: Any) -> float | None:
     try:
-        cost = litellm.completion_cost(completion_response=response)
+        cost = _litellm().completion_cost(completion_response=response)
     except Exception:  # no price for this model
         return None
     return float(cost) if cost is not None else None

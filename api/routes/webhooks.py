@@ -6,6 +6,7 @@ against the raw body before anything is parsed or stored.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -155,6 +156,10 @@ async def deliver(
     return data, after
 
 
+# Follow-ups carried out at once per API process, after their deliveries' answers.
+FOLLOW_UP_SLOTS = 4
+
+
 class DeliveryFastPath:
     """ASGI layer serving `POST {path}` (X's deliveries) without the router.
 
@@ -167,6 +172,11 @@ class DeliveryFastPath:
     def __init__(self, app: ASGIApp, path: str) -> None:
         self.app = app
         self.path = path
+        # What deliveries owe Temporal is carried out after their answers, a few at a time:
+        # unbounded, a flood of follow-ups (a trigger's decision, a signal-with-start each)
+        # would crowd out the answers themselves in this one event loop. One that waits
+        # longer than its row's hold is also due to the maintenance schedule (harmless).
+        self._follow_up_slots = asyncio.Semaphore(FOLLOW_UP_SLOTS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
@@ -191,7 +201,8 @@ class DeliveryFastPath:
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": content})
         if after is not None:
-            await after()
+            async with self._follow_up_slots:
+                await after()
 
 
 async def _read_body(receive: Receive) -> bytes | None:
