@@ -31,6 +31,7 @@ from models.db import utcnow
 from models.quota import SendKind
 from services.accounts.hours import next_opening
 from services.assistant import sessions
+from services.core.errors import ServiceUnavailable
 from services.messaging import OutgoingDM, queue_messages
 from workflows import ids
 from workflows.contracts.assistant import (
@@ -111,23 +112,26 @@ async def escalate(
         conversation.assigned_to_user_id = ai.escalation.assign_to
         session.add(conversation)
     await session.flush()
-    await temporal.start_workflow(
-        ESCALATION_WORKFLOW,
-        EscalationInput(
-            merchant_id=conversation.merchant_id,
-            conversation_id=conversation.id,
-            escalation_id=row.id,
-            handoff=handoff,
-        ),
-        id=ids.escalation_id(str(conversation.id)),
-        task_queue=settings.task_queue,
-        search_attributes=ids.contact_attributes(
-            conversation.merchant_id, str(conversation.contact_id)
-        ),
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        # One left waiting after a breach belongs to an escalation resolved since.
-        id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
-    )
+    try:
+        await temporal.start_workflow(
+            ESCALATION_WORKFLOW,
+            EscalationInput(
+                merchant_id=conversation.merchant_id,
+                conversation_id=conversation.id,
+                escalation_id=row.id,
+                handoff=handoff,
+            ),
+            id=ids.escalation_id(str(conversation.id)),
+            task_queue=settings.task_queue,
+            search_attributes=ids.contact_attributes(
+                conversation.merchant_id, str(conversation.contact_id)
+            ),
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            # One left waiting after a breach belongs to an escalation resolved since.
+            id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
+        )
+    except RPCError as exc:  # nothing is escalated: the caller's transaction rolls back
+        raise ServiceUnavailable("could not start the escalation; try again") from exc
     logger.info(
         "ai.escalated",
         extra={"conversation_id": str(conversation.id), "reason": reason, "handoff": handoff},

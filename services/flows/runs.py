@@ -25,7 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from mktx.settings import Settings
 from models.account import XAccount
 from models.contact import Contact
-from models.conversation import Conversation, ConversationStatus
+from models.conversation import Conversation, ConversationStatus, Message
 from models.db import utcnow
 from models.flow import AutomationFlow, FlowReentry, FlowStatus, SendMessageConfig
 from models.flow_run import FlowRun, FlowRunStep
@@ -275,7 +275,7 @@ async def queue_send(
     if stopped is not None:
         return stopped
     assert run is not None
-    if await _queued_already(session, message_id):
+    if await session.get(Message, message_id) is not None:  # queued by an earlier attempt
         return StepResult(state=StepState.queued, message_id=message_id)
     config = SendMessageConfig.model_validate(request.node.config)
     contact, account = await _contact(session, run.merchant_id, run.contact_id)
@@ -411,11 +411,6 @@ async def _contact(
     if row is None:
         return None, None
     return row[0], row[1]
-
-
-async def _queued_already(session: AsyncSession, message_id: uuid.UUID) -> bool:
-    found = await session.execute(text("SELECT 1 FROM messages WHERE id = :id"), {"id": message_id})
-    return found.first() is not None
 
 
 async def _close(session: AsyncSession, run_id: uuid.UUID, done: StepDone, now: datetime) -> None:

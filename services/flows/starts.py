@@ -26,6 +26,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from mktx.settings import Settings
 from models.account import XAccount
@@ -33,7 +34,7 @@ from models.contact import Contact
 from models.flow import AutomationFlow, FlowReentry, FlowStatus
 from models.flow_run import EnrollResult, EnrollSkip, FlowRun, FlowVersion, RunStatus
 from models.quota import SendKind
-from services.core.errors import InvalidState
+from services.core.errors import InvalidState, ServiceUnavailable
 from services.ingestion.triggers import WorkflowStart
 from services.messaging import refusal
 from workflows import ids
@@ -176,9 +177,16 @@ async def enroll(
                 return EnrollSkip(contact_id=contact_id, reason="already_enrolled")
             return None
 
-    outcomes = await asyncio.gather(*(start(c, a) for c, a in starts))
-    skipped += [s for s in outcomes if s is not None]
-    enrolled = len(starts) - sum(1 for s in outcomes if s is not None)
+    outcomes = await asyncio.gather(*(start(c, a) for c, a in starts), return_exceptions=True)
+    if any(isinstance(o, RPCError) for o in outcomes):
+        # Those started are on their way; the same call again skips them (already_enrolled).
+        raise ServiceUnavailable("Temporal did not take every enrolment; send the call again")
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    done = [o for o in outcomes if not isinstance(o, BaseException)]
+    skipped += [s for s in done if s is not None]
+    enrolled = len(starts) - sum(1 for s in done if s is not None)
     logger.info(
         "flow.enrolled",
         extra={"flow_id": str(flow.id), "enrolled": enrolled, "skipped": len(skipped)},
