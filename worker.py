@@ -37,11 +37,15 @@ from services.maintenance.schedule import ensure_maintenance_schedule
 
 logger = logging.getLogger("worker")
 
-# The contracts are pydantic models and constants, deterministic and free of I/O (an import
-# contract holds them to it): shared with the sandbox instead of being re-imported for every
-# workflow run, which costs some 30 ms per new workflow (a conversation's first auto-reply).
+# The contracts (pydantic models and constants) and the helpers the workflows share (delivering,
+# retry policies, ids) are deterministic and free of I/O and of module state (import contracts
+# hold them to it): shared with the sandbox instead of being imported afresh for every workflow
+# it starts, which costs milliseconds per workflow (a flood of new followers starting flows).
+# Each workflow's own module is still imported in the sandbox, under its restrictions.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.contracts")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "workflows.contracts", "workflows.delivering", "workflows.retry", "workflows.ids"
+    )
 )
 
 # Each workflows module lists its workflows; each activities module builds its activities.

@@ -43,7 +43,7 @@ class FlowActivities:
     async def advance(self, request: AdvanceInput) -> StepResult:
         async with self._sessions() as session, session.begin():
             result = await runs.advance(session, self._deps.settings, request)
-        if request.node.type == "add_tag" and result.detail.get("added"):
+        if result.tag_events:
             await self._enrol_tagged()
         return result
 

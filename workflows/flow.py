@@ -1,7 +1,7 @@
 """One contact's run through an automation flow: `flow:{flowId}:{contactId}`.
 
 The interpreter walks the version's graph it was started with (the input carries it, so edits
-made afterwards never reach a run on its way). Each node is entered by one activity
+made afterwards never reach a run on its way). Each node is entered by one local activity
 (`flow.advance`), which records the step and does the node's database work in one transaction
 (a tag, the attributes, an assignment, the condition's answer, `end`); the workflow itself does
 the waiting, on durable timers: `wait`, a send's `delay` and business hours, `wait_for_reply`.
@@ -56,6 +56,8 @@ from workflows.delivering import deliver_settled
 from workflows.retry import DB_RETRY
 
 CALL_TIMEOUT = timedelta(seconds=30)
+# The database steps became local activities (see `_call`).
+LOCAL_CALLS_PATCH = "flow-local-calls"
 # Past this many history events the run continues as new at its next node.
 HISTORY_LIMIT = 5_000
 # Event ids remembered to drop a signal delivered twice.
@@ -348,6 +350,18 @@ class FlowRunWorkflow:
         return FlowRunResult(status=settled, reason=exit_reason, current_node_id=current)
 
     async def _call(self, name: str, argument: object, result_type: type[T]) -> T:
+        """One transaction of the run's database side. A local activity: it runs inside the
+        workflow task that asks for it, so a run goes from its start to its first timer in one
+        workflow task (a few history events, not four tasks and three activities). Runs whose
+        history began before this (no patch marker) keep their scheduled activities."""
+        if workflow.patched(LOCAL_CALLS_PATCH):
+            return await workflow.execute_local_activity(
+                name,
+                argument,
+                result_type=result_type,
+                start_to_close_timeout=CALL_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
         return await workflow.execute_activity(
             name,
             argument,

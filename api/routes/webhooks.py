@@ -6,12 +6,12 @@ against the raw body before anything is parsed or stored.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, FastAPI, Query, Request
@@ -28,6 +28,8 @@ from models.camel import CamelModel
 from services.core.errors import AppError, Unauthorized, ValidationFailed
 from services.ingestion import (
     SIGNATURE_HEADER,
+    FollowUp,
+    FollowUpRelay,
     GroupCommit,
     IngestionConnections,
     IngestionContext,
@@ -50,10 +52,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     ingestion: _Ingestion | None = getattr(app.state, "webhook_ingestion", None)
     if ingestion is not None:
         app.state.webhook_ingestion = None
+        if not await ingestion.relay.drain(timeout=SHUTDOWN_DRAIN_SECONDS):
+            logger.warning("webhook.follow_ups_left", extra={"deliveries": ingestion.relay.pending})
         await ingestion.group.aclose()
 
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"], lifespan=_lifespan)
+
+# At shutdown, how long the follow-ups handed over may take (the rest is the schedule's).
+SHUTDOWN_DRAIN_SECONDS = 5.0
 
 # Anyone may post here: bodies are refused past this size, before their signature is checked
 # (X's deliveries are a few kilobytes).
@@ -107,21 +114,22 @@ async def receive_events(request: Request, background: BackgroundTasks) -> JSONR
     body = await request.body()
     if len(body) > MAX_DELIVERY_BYTES:
         raise _too_large()
-    data, after = await deliver(request.app, body, request.headers.get(SIGNATURE_HEADER))
-    if after is not None:
-        background.add_task(after)
+    data, follow_up = await deliver(request.app, body, request.headers.get(SIGNATURE_HEADER))
+    if follow_up is not None:
+        background.add_task(_hand_over, request.app, follow_up)
     return JSONResponse({"success": True, "data": data})
 
 
-AfterResponse = Callable[[], Awaitable[None]]
+async def _hand_over(app: Starlette, follow_up: FollowUp) -> None:
+    _ingestion(app, app.state.context).relay.submit(follow_up)
 
 
 async def deliver(
     app: Starlette, body: bytes, signature: str | None
-) -> tuple[dict[str, Any], AfterResponse | None]:
-    """Verify, store and apply one delivery: the receipt to answer with, and the work to run
-    once X has its answer (carrying out what the events owe the workflows waiting on their
-    contacts; what it cannot, the worker's maintenance schedule does). Events stored but not
+) -> tuple[dict[str, Any], FollowUp | None]:
+    """Verify, store and apply one delivery: the receipt to answer with, and what the events
+    owe the workflows waiting on their contacts, for the relay to carry out once X has its
+    answer (what it cannot, the worker's maintenance schedule does). Events stored but not
     applied are retried by that schedule too (services/ingestion/reprocess.py). Raises
     AppError."""
     context: AppContext = app.state.context
@@ -141,23 +149,7 @@ async def deliver(
     except MalformedPayload as exc:
         raise ValidationFailed("body", str(exc), status=400) from None
     data = {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
-    if not result.follow_up:
-        return data, None
-
-    async def after() -> None:
-        await run_follow_up(
-            result.follow_up,
-            temporal=context.temporal.client,
-            sessions=context.sessions,
-            settings=context.settings,
-            triggers=ingestion.context.triggers,
-        )
-
-    return data, after
-
-
-# Follow-ups carried out at once per API process, after their deliveries' answers.
-FOLLOW_UP_SLOTS = 4
+    return data, (result.follow_up or None)
 
 
 class DeliveryFastPath:
@@ -172,37 +164,35 @@ class DeliveryFastPath:
     def __init__(self, app: ASGIApp, path: str) -> None:
         self.app = app
         self.path = path
-        # What deliveries owe Temporal is carried out after their answers, a few at a time:
-        # unbounded, a flood of follow-ups (a trigger's decision, a signal-with-start each)
-        # would crowd out the answers themselves in this one event loop. One that waits
-        # longer than its row's hold is also due to the maintenance schedule (harmless).
-        self._follow_up_slots = asyncio.Semaphore(FOLLOW_UP_SLOTS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        after: AfterResponse | None = None
+        app = scope["app"]
+        relay = _ingestion(app, app.state.context).relay
+        follow_up: FollowUp | None = None
         headers: dict[str, str] | None = None
-        try:
-            body = await _read_body(receive)
-            if body is None:
-                return  # the client went away before sending it all
-            data, after = await deliver(scope["app"], body, _signature(scope))
-            status, answer = 200, {"success": True, "data": data}
-        except AppError as exc:
-            status, answer, headers = exc.status, app_error_body(exc), exc.headers
-        content = json.dumps(answer, separators=(",", ":")).encode()
-        raw_headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(content)).encode()),
-        ]
-        raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": content})
-        if after is not None:
-            async with self._follow_up_slots:
-                await after()
+        with relay.answering():
+            try:
+                body = await _read_body(receive)
+                if body is None:
+                    return  # the client went away before sending it all
+                data, follow_up = await deliver(app, body, _signature(scope))
+                status, answer = 200, {"success": True, "data": data}
+            except AppError as exc:
+                status, answer, headers = exc.status, app_error_body(exc), exc.headers
+            content = json.dumps(answer, separators=(",", ":")).encode()
+            raw_headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(content)).encode()),
+            ]
+            raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+            await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+            await send({"type": "http.response.body", "body": content})
+        if follow_up is not None:
+            # Carried out with the other deliveries' follow-ups, in batches, answers first.
+            relay.submit(follow_up)
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -239,6 +229,7 @@ def _signature(scope: Scope) -> str | None:
 class _Ingestion:
     group: GroupCommit
     context: IngestionContext
+    relay: FollowUpRelay
 
 
 def _ingestion(app: Starlette, context: AppContext) -> _Ingestion:
@@ -254,6 +245,15 @@ def _ingestion(app: Starlette, context: AppContext) -> _Ingestion:
         ingestion = _Ingestion(
             GroupCommit(IngestionConnections(context.engine, size)),
             IngestionContext(context.settings, triggers),
+            FollowUpRelay(
+                partial(
+                    run_follow_up,
+                    temporal=context.temporal.client,
+                    sessions=context.sessions,
+                    settings=context.settings,
+                    triggers=triggers,
+                )
+            ),
         )
         app.state.webhook_ingestion = ingestion
     return ingestion

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, literal, select, text, update
+from sqlalchemy import exists, literal, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -68,6 +70,16 @@ _EXITS = {
     Refusal.deleted: ExitReason.deleted,
     Refusal.account_unusable: ExitReason.account_unusable,
 }
+
+
+@dataclass(frozen=True)
+class Entered:
+    """What entering a node did: its outcome (None: the workflow carries on with it) and the
+    step's detail; `tag_events`: events add_tag recorded for tag_added flows."""
+
+    outcome: str | None
+    detail: dict[str, Any] = field(default_factory=dict)
+    tag_events: int = 0
 
 
 def message_id_of(run_id: uuid.UUID, node_id: str) -> uuid.UUID:
@@ -140,14 +152,31 @@ async def reentry_refusal(
 ) -> str | None:
     """`already_enrolled`: a run of this contact is on its way; `already_ran`: the flow runs
     a contact once (`reentry: never`) and this one has been through."""
-    runs = select(FlowRun.id).where(  # type: ignore[call-overload]
-        col(FlowRun.flow_id) == flow.id, col(FlowRun.contact_id) == contact_id
+    return (await reentry_refusals(session, [(flow, contact_id)])).get((flow.id, contact_id))
+
+
+async def reentry_refusals(
+    session: AsyncSession, pairs: Sequence[tuple[AutomationFlow, uuid.UUID]]
+) -> dict[tuple[uuid.UUID, uuid.UUID], str]:
+    """`reentry_refusal` for many (flow, contact) pairs in one query: the refused pairs, by
+    (flow id, contact id)."""
+    if not pairs:
+        return {}
+    flows = {flow.id: flow for flow, _ in pairs}
+    rows = await session.execute(
+        select(col(FlowRun.flow_id), col(FlowRun.contact_id), col(FlowRun.status)).where(
+            tuple_(col(FlowRun.flow_id), col(FlowRun.contact_id)).in_(
+                list({(flow.id, contact_id) for flow, contact_id in pairs})
+            )
+        )
     )
-    if await session.scalar(exists(runs.where(col(FlowRun.status) == RunStatus.running)).select()):
-        return "already_enrolled"
-    if flow.reentry == FlowReentry.never and await session.scalar(exists(runs).select()):
-        return "already_ran"
-    return None
+    refused: dict[tuple[uuid.UUID, uuid.UUID], str] = {}
+    for flow_id, contact_id, status in rows.tuples():
+        if status == RunStatus.running:
+            refused[(flow_id, contact_id)] = "already_enrolled"
+        elif flows[flow_id].reentry == FlowReentry.never:
+            refused.setdefault((flow_id, contact_id), "already_ran")
+    return refused
 
 
 # Steps ----------------------------------------------------------------------------------------
@@ -186,14 +215,15 @@ async def advance(session: AsyncSession, settings: Settings, request: AdvanceInp
     )
     run.current_node_id = node.id
     try:
-        outcome, detail = await _enter(session, settings, run, contact, node.type, node.config)
+        entered = await _enter(session, settings, run, contact, node.type, node.config)
     except ValidationFailed as exc:  # e.g. attributes the contact cannot take
-        outcome, detail = "failed", {"reason": exc.message}
-        step.outcome, step.detail, step.finished_at = outcome, detail, now
+        failure = {"reason": exc.message}
+        step.outcome, step.detail, step.finished_at = "failed", failure, now
         session.add(step)
         session.add(run)
         await session.flush()
-        return StepResult(state=StepState.failed, detail=detail)
+        return StepResult(state=StepState.failed, detail=failure)
+    outcome, detail = entered.outcome, entered.detail
     step.outcome, step.detail = outcome, detail
     if outcome is not None:
         step.finished_at = now
@@ -206,6 +236,7 @@ async def advance(session: AsyncSession, settings: Settings, request: AdvanceInp
         outcome=outcome,
         branch=outcome if node.type == "condition" else None,
         detail=detail,
+        tag_events=entered.tag_events,
     )
 
 
@@ -216,35 +247,36 @@ async def _enter(
     contact: Contact,
     node_type: str,
     config: dict[str, Any],
-) -> tuple[str | None, dict[str, Any]]:
-    """A node's database work on entry: (its outcome, detail), or (None, {}) for the nodes the
-    workflow goes on with (waits and sends)."""
+) -> Entered:
+    """A node's database work on entry: its outcome and detail, or no outcome for the nodes
+    the workflow goes on with (waits and sends)."""
     if node_type == "condition":
         match = SegmentMatch(config.get("match", "all"))
         clause = conditions_clause(config["conditions"], match)
         matching = select(col(Contact.id)).where(col(Contact.id) == contact.id, clause)
         held = (await session.execute(select(exists(matching)))).scalar()
-        return ("true" if held else "false"), {}
+        return Entered("true" if held else "false")
     if node_type == "add_tag":
         before = list(contact.tags)
         add_tags(contact, list(config["tags"]))
         added = [tag for tag in contact.tags if tag not in before]
         session.add(contact)
+        recorded = 0
         if added:
-            await record_tags_added(
+            recorded = await record_tags_added(
                 session, run.merchant_id, [(contact.id, contact.account_id, added)]
             )
-        return "done", {"added": added}
+        return Entered("done", {"added": added}, tag_events=recorded)
     if node_type == "remove_tag":
         tag = str(config["tag"])
         removed = tag in contact.tags
         contact.tags = [existing for existing in contact.tags if existing != tag]
         session.add(contact)
-        return "done", {"removed": [tag] if removed else []}
+        return Entered("done", {"removed": [tag] if removed else []})
     if node_type == "update_attributes":
         contact.attributes = check_attributes({**contact.attributes, **config["attributes"]})
         session.add(contact)
-        return "done", {"attributes": sorted(config["attributes"])}
+        return Entered("done", {"attributes": sorted(config["attributes"])})
     if node_type == "assign_conversation":
         conversation = await session.scalar(
             select(Conversation)
@@ -256,13 +288,13 @@ async def _enter(
             .with_for_update()
         )
         if conversation is None:
-            return "skipped", {"reason": "the contact has no open conversation"}
+            return Entered("skipped", {"reason": "the contact has no open conversation"})
         conversation.assigned_to_user_id = str(config["userId"])
         session.add(conversation)
-        return "done", {"conversationId": str(conversation.id), "userId": config["userId"]}
+        return Entered("done", {"conversationId": str(conversation.id), "userId": config["userId"]})
     if node_type == "end":
-        return "ended", {}
-    return None, {}
+        return Entered("ended")
+    return Entered(None)
 
 
 async def queue_send(

@@ -32,9 +32,10 @@ from mktx.settings import Settings
 from models.account import XAccount
 from models.contact import Contact
 from models.flow import AutomationFlow, FlowReentry, FlowStatus
-from models.flow_run import EnrollResult, EnrollSkip, FlowRun, FlowVersion, RunStatus
+from models.flow_run import EnrollResult, EnrollSkip, FlowVersion
 from models.quota import SendKind
 from services.core.errors import InvalidState, ServiceUnavailable
+from services.flows.runs import reentry_refusals
 from services.ingestion.triggers import WorkflowStart
 from services.messaging import refusal
 from workflows import ids
@@ -156,7 +157,8 @@ async def enroll(
             skipped.append(EnrollSkip(contact_id=contact_id, reason="wrong_account"))
         else:
             starts.append((contact_id, contact.account_id))
-    refusals = await _reentry_refusals(session, flow, [c for c, _ in starts])
+    again = await reentry_refusals(session, [(flow, c) for c, _ in starts])
+    refusals = {contact_id: reason for (_, contact_id), reason in again.items()}
     skipped += [EnrollSkip(contact_id=c, reason=r) for c, r in refusals.items()]
     starts = [(c, a) for c, a in starts if c not in refusals]
     slots = asyncio.Semaphore(START_CONCURRENCY)
@@ -192,23 +194,3 @@ async def enroll(
         extra={"flow_id": str(flow.id), "enrolled": enrolled, "skipped": len(skipped)},
     )
     return EnrollResult(enrolled=enrolled, skipped=skipped)
-
-
-async def _reentry_refusals(
-    session: AsyncSession, flow: AutomationFlow, contact_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, str]:
-    """What `runs.reentry_refusal` says, for many contacts in one query."""
-    if not contact_ids:
-        return {}
-    rows = await session.execute(
-        select(col(FlowRun.contact_id), col(FlowRun.status)).where(
-            col(FlowRun.flow_id) == flow.id, col(FlowRun.contact_id).in_(contact_ids)
-        )
-    )
-    refused: dict[uuid.UUID, str] = {}
-    for contact_id, status in rows.tuples():
-        if status == RunStatus.running:
-            refused[contact_id] = "already_enrolled"
-        elif flow.reentry == FlowReentry.never:
-            refused.setdefault(contact_id, "already_ran")
-    return refused

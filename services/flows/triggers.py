@@ -12,12 +12,14 @@ once, even when Temporal is away when it arrives. A decision reads; it never act
 
 An event enrols the contact into every active flow of the merchant it matches (on the event's
 account, or any account); a flow it already ran through (`reentry: never`) or is running
-(already on its way) is left out here already, so most repeats cost Temporal nothing.
+(already on its way) is left out here already, so most repeats cost Temporal nothing. The
+follow-ups carried out together (a flood of follows) are decided together (`decide_many`).
 """
 
 from __future__ import annotations
 
 import unicodedata
+import uuid
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import or_, select
@@ -29,7 +31,7 @@ from models.db import SessionMaker
 from models.flow import AutomationFlow, FlowStatus, KeywordMatch, MessageReceivedConfig
 from models.flow_run import FlowVersion
 from services.contacts.consent import consent_keyword
-from services.flows.runs import reentry_refusal
+from services.flows.runs import reentry_refusals
 from services.flows.starts import run_start
 from services.flows.tags import TAG_TRIGGER
 from services.ingestion.triggers import Trigger, TriggerRegistry, WorkflowStart
@@ -73,40 +75,65 @@ async def decide_for(
     session: AsyncSession,
     settings: Settings,
     trigger_type: str,
-    event: ContactEvent,
+    events: Sequence[ContactEvent],
     matches: Matches | None = None,
-) -> list[WorkflowStart]:
-    """The runs this event starts: one per active flow of this trigger type that takes it."""
-    flows = (
-        await session.execute(
-            select(AutomationFlow, FlowVersion)
-            .join(
-                FlowVersion,
-                (col(FlowVersion.flow_id) == col(AutomationFlow.id))
-                & (col(FlowVersion.version) == col(AutomationFlow.version)),
-            )
-            .where(
-                col(AutomationFlow.merchant_id) == event.merchant_id,
-                col(AutomationFlow.status) == FlowStatus.active,
-                col(AutomationFlow.trigger)["type"].astext == trigger_type,
-                or_(
-                    col(AutomationFlow.account_id).is_(None),
-                    col(AutomationFlow.account_id) == event.account_id,
-                ),
-            )
-            .order_by(col(AutomationFlow.created_at))
-        )
-    ).tuples()
-    starts: list[WorkflowStart] = []
-    for flow, version in flows:
-        if matches is not None and not matches(flow, event):
-            continue
-        if await reentry_refusal(session, flow, event.contact_id) is not None:
-            continue
-        starts.append(
+) -> list[list[WorkflowStart]]:
+    """The runs each event starts: one per active flow of this trigger type that takes it and
+    that the contact may enter. Many events at once cost a query per merchant and account
+    they come from, and one for all their contacts' earlier runs."""
+    flows_of: dict[tuple[str, uuid.UUID], list[tuple[AutomationFlow, FlowVersion]]] = {}
+    for event in events:
+        scope = (event.merchant_id, event.account_id)
+        if scope not in flows_of:
+            flows_of[scope] = await _active_flows(session, trigger_type, *scope)
+    candidates = [
+        [
+            (flow, version)
+            for flow, version in flows_of[(event.merchant_id, event.account_id)]
+            if matches is None or matches(flow, event)
+        ]
+        for event in events
+    ]
+    refused = await reentry_refusals(
+        session,
+        [
+            (flow, event.contact_id)
+            for event, flows in zip(events, candidates, strict=True)
+            for flow, _ in flows
+        ],
+    )
+    return [
+        [
             run_start(settings, flow, version, event.contact_id, event.account_id, event.event_id)
+            for flow, version in flows
+            if (flow.id, event.contact_id) not in refused
+        ]
+        for event, flows in zip(events, candidates, strict=True)
+    ]
+
+
+async def _active_flows(
+    session: AsyncSession, trigger_type: str, merchant_id: str, account_id: uuid.UUID
+) -> list[tuple[AutomationFlow, FlowVersion]]:
+    rows = await session.execute(
+        select(AutomationFlow, FlowVersion)
+        .join(
+            FlowVersion,
+            (col(FlowVersion.flow_id) == col(AutomationFlow.id))
+            & (col(FlowVersion.version) == col(AutomationFlow.version)),
         )
-    return starts
+        .where(
+            col(AutomationFlow.merchant_id) == merchant_id,
+            col(AutomationFlow.status) == FlowStatus.active,
+            col(AutomationFlow.trigger)["type"].astext == trigger_type,
+            or_(
+                col(AutomationFlow.account_id).is_(None),
+                col(AutomationFlow.account_id) == account_id,
+            ),
+        )
+        .order_by(col(AutomationFlow.created_at))
+    )
+    return list(rows.tuples())
 
 
 def register_triggers(
@@ -115,13 +142,28 @@ def register_triggers(
     def trigger(
         name: str, kind: ContactEventKind, trigger_type: str, matches: Matches | None
     ) -> Trigger:
-        async def decide(event: ContactEvent) -> Sequence[WorkflowStart]:
-            if kind is ContactEventKind.message and consent_keyword(settings, event.text or ""):
-                return []  # STOP and START are consent, never a flow's keyword
-            async with sessions() as session:
-                return await decide_for(session, settings, trigger_type, event, matches)
+        async def decide_many(events: Sequence[ContactEvent]) -> list[list[WorkflowStart]]:
+            # STOP and START are consent, never a flow's keyword.
+            asked = [
+                i
+                for i, event in enumerate(events)
+                if kind is not ContactEventKind.message
+                or not consent_keyword(settings, event.text or "")
+            ]
+            decided: list[list[WorkflowStart]] = [[] for _ in events]
+            if asked:
+                async with sessions() as session:
+                    answers = await decide_for(
+                        session, settings, trigger_type, [events[i] for i in asked], matches
+                    )
+                for i, answer in zip(asked, answers, strict=True):
+                    decided[i] = answer
+            return decided
 
-        return Trigger(name, frozenset({kind}), decide)
+        async def decide(event: ContactEvent) -> Sequence[WorkflowStart]:
+            return (await decide_many([event]))[0]
+
+        return Trigger(name, frozenset({kind}), decide, decide_many)
 
     registry.register(trigger(NEW_FOLLOWER_TRIGGER, ContactEventKind.follow, "new_follower", None))
     registry.register(

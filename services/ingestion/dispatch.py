@@ -123,8 +123,8 @@ async def carry_out_one(
             if isinstance(decided, WorkflowStart):
                 decided = [decided]
             starts = list(decided or ())
-            if not starts:
-                return Attempt(Outcome.skipped, starts)
+        if not starts:
+            return Attempt(Outcome.skipped, starts)
         outcomes = [
             await _signal_with_start(client, start, follow_up.event, _request_id(follow_up.id, i))
             for i, start in enumerate(starts)

@@ -42,6 +42,7 @@ from temporalio.client import Client
 from mktx.settings import Settings
 from models.conversation import Message
 from models.db import SessionMaker, utcnow
+from models.webhook_event import FollowUpKind
 from services.core.temporal import TemporalSource
 from services.inbox.listeners import forget_listeners
 from services.ingestion.dispatch import Attempt, Outcome, RecordedFollowUp, carry_out_one
@@ -168,6 +169,7 @@ async def carry_out_due(
 async def _carry_out(
     client: Client, triggers: TriggerRegistry, follow_ups: Sequence[RecordedFollowUp]
 ) -> list[tuple[RecordedFollowUp, Attempt]]:
+    await _decide_together(triggers, follow_ups)
     slots = asyncio.Semaphore(CONCURRENCY)
 
     async def one(follow_up: RecordedFollowUp) -> tuple[RecordedFollowUp, Attempt]:
@@ -175,6 +177,32 @@ async def _carry_out(
             return follow_up, await carry_out_one(client, triggers, follow_up)
 
     return list(await asyncio.gather(*(one(f) for f in follow_ups)))
+
+
+async def _decide_together(
+    triggers: TriggerRegistry, follow_ups: Sequence[RecordedFollowUp]
+) -> None:
+    """Decide at once, per trigger that can (`Trigger.decide_many`), the starts not decided
+    yet: each follow-up then carries its decision, recorded when it is marked. A batch that
+    fails leaves its follow-ups to be decided one by one."""
+    undecided: dict[str, list[RecordedFollowUp]] = {}
+    for follow_up in follow_ups:
+        if follow_up.kind is FollowUpKind.start and follow_up.starts is None:
+            undecided.setdefault(follow_up.target, []).append(follow_up)
+    for name, group in undecided.items():
+        trigger = triggers.get(name)
+        if trigger is None or trigger.decide_many is None or len(group) < 2:
+            continue
+        try:
+            decisions = await trigger.decide_many([f.event for f in group])
+        except Exception as exc:
+            logger.warning(
+                "ingestion.batch_decision_failed",
+                extra={"trigger": name, "events": len(group), "error": describe_failure(exc)},
+            )
+            continue
+        for follow_up, decision in zip(group, decisions, strict=True):
+            follow_up.starts = list(decision)
 
 
 # Claimed rows are held for CLAIMED_HOLD: a run that dies leaves them to the one after.

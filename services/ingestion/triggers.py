@@ -93,17 +93,22 @@ class WorkflowStart(BaseModel):
 
 # One start, several (an event that enrols the contact into two flows), or none.
 Decide = Callable[[ContactEvent], Awaitable[WorkflowStart | Sequence[WorkflowStart] | None]]
+# The decisions for many events at once, in their order.
+DecideMany = Callable[[Sequence[ContactEvent]], Awaitable[Sequence[Sequence[WorkflowStart]]]]
 
 
 @dataclass(frozen=True)
 class Trigger:
     """`decide` is asked about each event whose kind is in `kinds`, until it answers: its
     answer is recorded with the event's follow-up and replayed from then on. It may read what
-    it needs; it must not act (acting is what carrying out its answer does, exactly once)."""
+    it needs; it must not act (acting is what carrying out its answer does, exactly once).
+    `decide_many`, when given, answers for many events at once as `decide` would one by one
+    (follow-ups carried out together are asked together: a flood costs a few queries)."""
 
     name: str  # recorded with each event it is asked about: stable, unique
     kinds: frozenset[ContactEventKind]
     decide: Decide
+    decide_many: DecideMany | None = None
 
 
 class TriggerRegistry:

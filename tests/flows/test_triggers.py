@@ -332,6 +332,32 @@ async def test_two_active_flows_with_the_same_trigger_both_enrol_the_contact(
         assert (run["contactId"], run["status"]) == (contact_id, "completed")
 
 
+async def test_a_burst_of_follows_enrols_each_follower_once(
+    api: Api, app_client: httpx.AsyncClient, x_admin: SandboxAdmin
+) -> None:
+    """Deliveries answered together have their follow-ups decided and carried out together
+    (services/ingestion/relay.py): each follower is still enrolled once, a repeat follow
+    within the burst and one of a follower who ran through already enrol nobody again."""
+    shop = await connect(api, await x_user(x_admin, "shop"))
+    flow = await active_flow(api, {"type": "new_follower", "config": {}})
+    fans = [await x_user(x_admin, f"fan{i}", name=f"Fan {i}") for i in range(12)]
+    await post_ok(app_client, follow_payload(shop, fans[0], at_ms=1_700_000_000_000))
+    await settled(api, flow["id"])
+
+    burst = [follow_payload(shop, fan) for fan in fans]
+    burst += [follow_payload(shop, fans[1], at_ms=1_700_000_000_500)]  # fans[1] twice
+    await asyncio.gather(*(post_ok(app_client, payload) for payload in burst))
+
+    runs = await settled(api, flow["id"], len(fans))
+    assert sorted(r["contactId"] for r in runs) == sorted(await contact_ids_of(api, fans))
+    assert {r["status"] for r in runs} == {"completed"}
+    for fan in fans:
+        assert await dms_to(x_admin, fan) == [f"Hi {fan.name}, thanks for following!"]
+    await asyncio.sleep(0.5)  # a second run or DM would be there by now
+    assert len(await executions(api, flow["id"])) == len(fans)
+    assert len(await x_admin.dms(sender_id=shop.x_id)) == len(fans)
+
+
 # tag_added ------------------------------------------------------------------------------------
 
 

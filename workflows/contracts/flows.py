@@ -125,6 +125,8 @@ class StepResult(BaseModel):
     message_id: uuid.UUID | None = None
     until: datetime | None = None
     detail: dict[str, Any] = {}
+    # add_tag: events recorded for tag_added flows, to carry out right after the commit.
+    tag_events: int = 0
 
 
 class QueueSendInput(BaseModel):
