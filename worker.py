@@ -28,10 +28,11 @@ import workflows.maintenance
 import workflows.messaging
 from activities.deps import WorkerDeps
 from integrations.x import x_client_from_settings
+from mktx import metrics
 from mktx.logs import configure_logging
 from mktx.secrets import SecretBox
 from mktx.settings import Settings, load_settings
-from mktx.temporal import connect_temporal, ensure_search_attributes
+from mktx.temporal import connect_temporal, ensure_search_attributes, metrics_runtime
 from models.db import SessionMaker, make_engine, make_sessionmaker
 from services.maintenance.schedule import ensure_maintenance_schedule
 
@@ -88,7 +89,11 @@ def build_worker(client: Client, settings: Settings, sessions: SessionMaker) -> 
 
 async def run(settings: Settings) -> None:
     engine = make_engine(settings.require_database_url(), pool_size=settings.database_pool_size)
-    client = await connect_temporal(settings)
+    runtime = None
+    if settings.worker_metrics_port is not None:
+        runtime = metrics_runtime(settings.worker_metrics_port)
+        metrics.use_temporal_meter(runtime.metric_meter)
+    client = await connect_temporal(settings, runtime)
     await ensure_search_attributes(client)
     worker = build_worker(client, settings, make_sessionmaker(engine))
     await ensure_maintenance_schedule(client, settings)

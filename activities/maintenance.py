@@ -1,7 +1,7 @@
 """The maintenance sweeps as activities: stored webhook events to apply again, what ingested
 events still owe the workflows waiting on their contacts, outbound messages whose delivery was
-never started, and workflows committed rows still wait for (workflows/maintenance.py runs
-them)."""
+never started, workflows committed rows still wait for, flow runs of unusable accounts, and
+what is past its retention window (workflows/maintenance.py runs them)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities.deps import WorkerDeps
+from models.db import utcnow
 from services.accounts import lifecycle as account_lifecycle
 from services.campaigns import starts as campaign_starts
 from services.flows import exits as flow_exits
@@ -22,6 +23,7 @@ from services.ingestion import (
     carry_out_due,
     reprocess_due,
 )
+from services.maintenance.retention import RetentionWindows, prune_retained
 from services.messaging.sweep import sweep_queued
 from services.triggers import build_triggers
 from workflows.contracts.contact_events import (
@@ -31,11 +33,14 @@ from workflows.contracts.contact_events import (
 )
 from workflows.contracts.maintenance import (
     EXIT_FLOW_RUNS,
+    PRUNE_RETAINED,
     REPROCESS_WEBHOOK_EVENTS,
     SWEEP_OUTBOUND,
     FlowExitsInput,
     ReprocessInput,
     ReprocessReport,
+    RetentionInput,
+    RetentionReport,
     SweepOutboundInput,
     SweepReport,
 )
@@ -104,6 +109,18 @@ class MaintenanceActivities:
             self._deps.sessions, self._deps.temporal, request.limit
         )
 
+    @activity.defn(name=PRUNE_RETAINED)
+    async def prune_retained(self, request: RetentionInput) -> RetentionReport:
+        """Delete what is past its retention window, in batches (services/maintenance/
+        retention.py): raw webhook events, spent quota-ledger rows, LLM call records."""
+        return await prune_retained(
+            self._deps.sessions,
+            RetentionWindows.from_settings(self._deps.settings),
+            now=utcnow(),
+            batch=request.batch,
+            max_batches=request.max_batches,
+        )
+
 
 def build(deps: WorkerDeps, triggers: TriggerRegistry | None = None) -> list[Callable[..., Any]]:
     """The maintenance activities the worker registers (`triggers`: instead of the process's
@@ -115,4 +132,5 @@ def build(deps: WorkerDeps, triggers: TriggerRegistry | None = None) -> list[Cal
         maintenance.sweep_outbound,
         maintenance.start_owed_workflows,
         maintenance.exit_flow_runs,
+        maintenance.prune_retained,
     ]

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.body_limit import MAX_JSON_BODY_BYTES, BodyLimitMiddleware
 from api.context import AppContext, TemporalConnection
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
@@ -17,6 +18,8 @@ from api.rate_limit import RateLimiter
 from api.routes import (
     accounts,
     ai,
+    analytics,
+    attachments,
     campaigns,
     contacts,
     conversations,
@@ -33,6 +36,7 @@ from mktx.logs import configure_logging
 from mktx.secrets import SecretBox
 from mktx.settings import Settings, get_settings
 from models.db import make_engine, make_sessionmaker
+from services.contacts import importing as contact_import
 from services.ingestion import TriggerRegistry
 from services.triggers import build_triggers
 
@@ -107,6 +111,12 @@ def create_app(
         )
     # X's deliveries skip the router (see DeliveryFastPath), inside the request context.
     app.add_middleware(webhooks.DeliveryFastPath, path=f"{BASE_PATH}/webhooks/twitter")
+    # Every body is weighed before anything reads it (the import takes files of its own size).
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=MAX_JSON_BODY_BYTES,
+        path_limits={f"{BASE_PATH}/contacts/import": contact_import.MAX_BODY_BYTES},
+    )
     app.add_middleware(RequestContextMiddleware)
     app.include_router(operations.probes)
     app.include_router(operations.router, prefix=BASE_PATH)
@@ -114,12 +124,14 @@ def create_app(
         accounts.router,
         contacts.router,
         conversations.router,
+        attachments.router,
         webhooks.router,
         templates.router,
         segments.router,
         campaigns.router,
         flows.router,
         ai.router,
+        analytics.router,
     ):
         app.include_router(router, prefix=BASE_PATH)
     app.include_router(redirects.router)  # /r/{code}: short public links, no base path

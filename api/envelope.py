@@ -12,10 +12,20 @@ T = TypeVar("T")
 
 
 class Pagination(CamelModel):
-    page: int
-    limit: int
-    total: int
-    total_pages: int
+    page: int = Field(description="this page's number, from 1 (`skip // take + 1`)")
+    limit: int = Field(description="rows per page (`take`)")
+    total: int = Field(
+        description="rows matching in all: counted exactly up to 10,000; above that, the "
+        "database planner's estimate (see `totalIsEstimate`)"
+    )
+    total_pages: int = Field(description="`ceil(total / limit)`")
+    total_is_estimate: bool = Field(
+        description="true when more than 10,000 rows match: `total` (and `totalPages`) is "
+        "then the planner's estimate from the table statistics, never below 10,001 nor below "
+        "the rows this page proves to exist: an approximation (typically within a few "
+        "percent for one filter; combined filters, or a tag that merchants use very "
+        "differently, can be further off); false when `total` is exact",
+    )
 
 
 class Envelope(BaseModel, Generic[T]):

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.body_limit import BodyTooLarge, too_large_body
 from api.envelope import error_body
 from services.core.errors import AppError, ErrorCode
 
@@ -81,6 +82,10 @@ async def _app_error(request: Request, exc: AppError) -> JSONResponse:
     return JSONResponse(app_error_body(exc), status_code=exc.status, headers=exc.headers)
 
 
+async def _body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+    return JSONResponse(too_large_body(exc.limit), status_code=413)
+
+
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = _HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
     if exc.status_code == 404:
@@ -98,5 +103,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(AppError, _app_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(BodyTooLarge, _body_too_large)  # type: ignore[arg-type]
     # Unexpected exceptions are answered by RequestContextMiddleware (api/middleware.py), which
     # sits outside these handlers and still knows the request id.

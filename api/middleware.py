@@ -1,4 +1,5 @@
-"""Request id, access log, rate-limit headers and the last-resort 500, as one ASGI layer."""
+"""Request id, access log, request metrics, rate-limit headers and the last-resort 500, as one
+ASGI layer."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.envelope import error_body
 from api.rate_limit import RateLimitState
+from mktx import metrics
 from mktx.logs import request_id_var
 from services.core.errors import ErrorCode
 
@@ -82,17 +84,42 @@ class RequestContextMiddleware:
                 )
                 await send({"type": "http.response.body", "body": body})
         finally:
+            elapsed = time.perf_counter() - started
             logger.info(
                 "request",
                 extra={
                     "method": scope["method"],
                     "path": scope["path"],
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                     "merchant_id": state.get("merchant_id"),
                 },
             )
+            route = route_template(scope)
+            metrics.HTTP_REQUESTS.inc(route=route, method=scope["method"], status=str(status))
+            metrics.HTTP_DURATION.observe(elapsed, route=route, method=scope["method"])
             request_id_var.reset(token)
+
+
+# A layer that answers without the router names its route here (the webhook fast path).
+ROUTE_KEY = "mktx.route"
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (`/api/v1/mkt-x/contacts/{contactId}`), never the path
+    itself: one series per route, whatever the ids. `unmatched` for a path no route has."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    regex = getattr(route, "path_regex", None)
+    if template is None or regex is None:
+        return str(scope.get(ROUTE_KEY) or "unmatched")
+    # A route of an included router knows its path below the router's prefix only: the
+    # prefix is what comes before the part of the request's path the route matched.
+    path: str = scope["path"]
+    for cut in (i for i, ch in enumerate(path) if ch == "/"):
+        if regex.fullmatch(path[cut:]):
+            return path[:cut] + str(template)
+    return str(template)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -1,4 +1,8 @@
-"""`skip`/`take` in, the spec's `pagination` block out; shared by every list endpoint."""
+"""`skip`/`take` in, the spec's `pagination` block out; shared by every list endpoint.
+
+Totals follow `services.core.totals`: exact up to 10,000 matching rows, the planner's estimate
+above (`pagination.totalIsEstimate`), so that a broad list costs a page, not a count of all.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.envelope import Page, Pagination
+from services.core.totals import Total, count_total, known_total
 
 T = TypeVar("T")
 
@@ -23,25 +28,26 @@ class PageParams:
     skip: int
     take: int
 
-    def block(self, total: int) -> Pagination:
+    def block(self, total: Total | int) -> Pagination:
+        if isinstance(total, int):
+            total = Total(total)
         return Pagination(
             page=self.skip // self.take + 1,
             limit=self.take,
-            total=total,
-            total_pages=math.ceil(total / self.take) if total else 0,
+            total=total.value,
+            total_pages=math.ceil(total.value / self.take) if total.value else 0,
+            total_is_estimate=total.is_estimate,
         )
 
-    def page(self, items: list[T], total: int) -> Page[T]:
+    def page(self, items: list[T], total: Total | int) -> Page[T]:
         return Page[T](data=items, pagination=self.block(total))
 
-    async def fetch(self, session: AsyncSession, statement: Select[Any]) -> tuple[list[Any], int]:
-        """Run one page of `statement` and count all its rows."""
-        total = (
-            await session.execute(
-                select(func.count()).select_from(statement.order_by(None).subquery())
-            )
-        ).scalar_one()
+    async def fetch(self, session: AsyncSession, statement: Select[Any]) -> tuple[list[Any], Total]:
+        """Run one page of `statement`, and tell how many rows it has in all."""
         rows = (await session.execute(statement.offset(self.skip).limit(self.take))).scalars().all()
+        total = known_total(self.skip, self.take, len(rows)) or await count_total(
+            session, statement, seen=self.skip + len(rows) if rows else 0
+        )
         return list(rows), total
 
 

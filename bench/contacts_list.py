@@ -239,8 +239,7 @@ def main() -> None:
     reuse = os.environ.get("MKTX_BENCH_REUSE") == "1" and _seeded(pg, total)
     url = _database_url(pg) if reuse else _fresh_database(pg)
     print(f"database: {make_url(url).render_as_string(hide_password=True)}", flush=True)
-    if not reuse:
-        upgrade_database(url)
+    upgrade_database(url)  # also a reused database: the migrations added since it was seeded
     asyncio.run(_run(url, total, seed=not reuse))
 
 
@@ -504,7 +503,11 @@ async def _time_requests(
                 raise RuntimeError(f"{path}: {response.status_code} {response.text[:300]}")
             if round_number >= WARMUP:
                 timings[index].append(elapsed)
-            totals[index] = (response.json().get("pagination") or {}).get("total", 0)
+            pagination = response.json().get("pagination") or {}
+            # An estimated total (above 10,000 matches) is negative here, printed with a ~.
+            totals[index] = pagination.get("total", 0) * (
+                -1 if pagination.get("totalIsEstimate") else 1
+            )
     return timings, totals
 
 
@@ -527,11 +530,15 @@ def _report(results: list[tuple[str, list[float], int, bool]]) -> None:
             mark = "  ok" if p95 < TARGET_P95_MS else "  MISS"
             if p95 >= TARGET_P95_MS:
                 misses.append(label)
+        matches = f"~{-total:,}" if total < 0 else f"{total:,}"
         print(
-            f"{label:<42} {total:>9,} {p50:>8.2f} {p95:>8.2f} {p99:>8.2f} "
+            f"{label:<42} {matches:>9} {p50:>8.2f} {p95:>8.2f} {p99:>8.2f} "
             f"{p50 / base_p50:>8.2f}x{mark}"
         )
-    print(f"target: p95 < {TARGET_P95_MS:.0f} ms for filtered pages; base = the unfiltered page")
+    print(
+        f"target: p95 < {TARGET_P95_MS:.0f} ms for filtered pages; base = the unfiltered page; "
+        "~: the total is the planner's estimate (more than 10,000 match)"
+    )
     print("all filtered cases met the target" if not misses else f"missed: {', '.join(misses)}")
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
@@ -32,6 +33,32 @@ MEDIA_SEGMENT_BYTES = 4 * 1024 * 1024
 # How long to wait for X to process an uploaded GIF or video before giving up (retryable).
 MEDIA_PROCESSING_TIMEOUT_SECONDS = 300.0
 MEDIA_DEFAULT_TTL_SECONDS = 24 * 60 * 60
+
+
+# X's hosts for the media of DMs: ton.twitter.com serves a DM's photos only to requests signed
+# for one of its participants; GIFs and videos play from video.twimg.com, previews from pbs.
+DM_MEDIA_HOSTS = ("https://ton.twitter.com", "https://video.twimg.com", "https://pbs.twimg.com")
+MEDIA_CHUNK_BYTES = 64 * 1024
+
+# The X Activity API events a connected account is subscribed to (oauth.revoke needs no
+# subscription: X delivers it to the app).
+ACTIVITY_EVENT_TYPES = (
+    "dm.received",
+    "dm.sent",
+    "dm.read",
+    "dm.indicate_typing",
+    "follow.follow",
+    "follow.unfollow",
+)
+ACTIVITY_TAG = "mkt-x"
+ACTIVITY_PAGE_SIZE = 1000
+
+
+class EventsApi(StrEnum):
+    """How X delivers an account's events to the webhook."""
+
+    account_activity = "account_activity"  # one /all subscription per account (deprecated)
+    activity = "activity"  # the X Activity API: one subscription per event type and account
 
 
 # Values ------------------------------------------------------------------------------------
@@ -83,6 +110,16 @@ class DMEvent:
     created_at: datetime | None
 
 
+@dataclass
+class DMMedia:
+    """A DM's media as X streams it: read `chunks`, then `close()`."""
+
+    content_type: str | None
+    length: int | None
+    chunks: Iterator[bytes]
+    close: Callable[[], None]
+
+
 @dataclass(frozen=True)
 class DMEventPage:
     events: list[DMEvent] = field(default_factory=list)
@@ -122,14 +159,31 @@ class XForbidden(XError):
     """403, e.g. the recipient does not accept DMs; `reason` says why."""
 
 
-class XRateLimited(XError):
-    """429. Try again at `reset_at` (`retry_after` seconds from when it was raised, at least 1)."""
+class RateLimitScope(StrEnum):
+    """Which of X's limits a 429 spent (X states each in its own headers)."""
 
-    def __init__(self, status: int, reason: str, reset_at: datetime, retry_after: float) -> None:
+    window = "window"  # the endpoint's 15-minute window: x-rate-limit-*
+    user_day = "user_24h"  # the user's 24-hour cap: x-user-limit-24hour-*
+    app_day = "app_24h"  # the app's 24-hour cap, shared by every user: x-app-limit-24hour-*
+
+
+class XRateLimited(XError):
+    """429. Try again at `reset_at` (`retry_after` seconds from when it was raised, at least 1);
+    `scope` says which limit is spent."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        reset_at: datetime,
+        retry_after: float,
+        scope: RateLimitScope = RateLimitScope.window,
+    ) -> None:
         super().__init__(status, reason)
-        self.args = (status, reason, reset_at, retry_after)
+        self.args = (status, reason, reset_at, retry_after, scope)
         self.reset_at = reset_at
         self.retry_after = retry_after
+        self.scope = scope
 
 
 class XUnavailable(XError):
@@ -138,6 +192,10 @@ class XUnavailable(XError):
 
 class XRequestRejected(XError):
     """Any other 4xx (text too long, unknown recipient, ...): retrying the same call won't help."""
+
+
+class NotDMMedia(ValueError):
+    """The URL is not on X's hosts for DM media: the account's credentials never go there."""
 
 
 def _reason(response: requests.Response) -> str:
@@ -161,20 +219,44 @@ def _reason(response: requests.Response) -> str:
     return response.reason or f"HTTP {response.status_code}"
 
 
+# Each limit's headers: how many calls it has left and when it resets (epoch seconds).
+_LIMIT_HEADERS = (
+    (RateLimitScope.app_day, "x-app-limit-24hour-remaining", "x-app-limit-24hour-reset"),
+    (RateLimitScope.user_day, "x-user-limit-24hour-remaining", "x-user-limit-24hour-reset"),
+    (RateLimitScope.window, "x-rate-limit-remaining", "x-rate-limit-reset"),
+)
+
+
+def _header_number(response: requests.Response, name: str) -> float | None:
+    try:
+        return float(response.headers[name])
+    except (KeyError, ValueError):
+        return None
+
+
 def _rate_limited(response: requests.Response, reason: str) -> XRateLimited:
+    """When X takes calls again: the latest reset among the limits its headers say are spent
+    (a spent 24-hour cap outlasts the 15-minute window), else the window's reset, else
+    Retry-After."""
     now = time.time()
+    spent = []
+    for scope, remaining_header, reset_header in _LIMIT_HEADERS:
+        remaining = _header_number(response, remaining_header)
+        reset_at = _header_number(response, reset_header)
+        if remaining is not None and remaining <= 0 and reset_at is not None:
+            spent.append((reset_at, scope))
+    scope = RateLimitScope.window
     reset: float | None = None
-    for header, relative in (("x-rate-limit-reset", False), ("retry-after", True)):
-        try:
-            value = float(response.headers[header])
-        except (KeyError, ValueError):
-            continue
-        reset = now + value if relative else value
-        break
+    if spent:
+        reset, scope = max(spent)
+    else:
+        reset = _header_number(response, "x-rate-limit-reset")
+        if reset is None and (after := _header_number(response, "retry-after")) is not None:
+            reset = now + after
     if reset is None:
         reset = now + DEFAULT_RETRY_AFTER_SECONDS
     reset = max(reset, now + 1.0)
-    return XRateLimited(429, reason, datetime.fromtimestamp(reset, UTC), reset - now)
+    return XRateLimited(429, reason, datetime.fromtimestamp(reset, UTC), reset - now, scope)
 
 
 def _error_for(response: requests.Response, unauthorized: type[XError]) -> XError:
@@ -275,8 +357,10 @@ class XClient:
         consumer_secret: str,
         timeout: float = 10.0,
         bearer_token: str | None = None,
+        events_api: EventsApi = EventsApi.account_activity,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.events_api = events_api
         self._consumer_key = consumer_key
         self._consumer_secret = consumer_secret
         self._configured_bearer = bearer_token
@@ -463,30 +547,154 @@ class XClient:
         meta = body.get("meta") or {}
         return DMEventPage(events=events, next_token=meta.get("next_token"))
 
-    # Account Activity ----------------------------------------------------------------------
+    # Subscriptions: Account Activity or the X Activity API --------------------------------
 
-    def _subscription_route(self, webhook_id: str) -> str:
-        return f"/2/account_activity/webhooks/{_segment(webhook_id)}/subscriptions/all"
-
-    def subscribe_account_activity(self, creds: XCredentials, webhook_id: str) -> None:
+    def subscribe_events(self, creds: XCredentials, webhook_id: str) -> None:
+        """Have X deliver the account's events to the webhook, by the configured events API.
+        Idempotent: what is subscribed already is left as it is."""
+        if self.events_api is EventsApi.activity:
+            self._subscribe_activity(creds, webhook_id)
+            return
         with _x_errors():
             self._tweepy(creds).request(
                 "POST", self._subscription_route(webhook_id), user_auth=True
             )
 
-    def is_subscribed(self, creds: XCredentials, webhook_id: str) -> bool:
+    def events_subscribed(self, creds: XCredentials, webhook_id: str) -> bool:
+        if self.events_api is EventsApi.activity:
+            user_id = self.get_me(creds).id
+            have = {s["event_type"] for s in self._activity_subscriptions(creds, user_id)}
+            return have >= set(ACTIVITY_EVENT_TYPES)
         with _x_errors():
             response = self._tweepy(creds).request(
                 "GET", self._subscription_route(webhook_id), user_auth=True
             )
         return bool(_data(response).get("subscribed"))
 
-    def unsubscribe_account_activity(self, user_id: str, webhook_id: str) -> None:
+    def unsubscribe_events(self, user_id: str, webhook_id: str) -> None:
+        """Stop X delivering the user's events (app-only: the user's token may be gone).
+        Idempotent."""
+        if self.events_api is EventsApi.activity:
+            self._unsubscribe_activity(user_id)
+            return
         route = (
             f"/2/account_activity/webhooks/{_segment(webhook_id)}"
             f"/subscriptions/{_segment(user_id)}/all"
         )
         self._app_request("DELETE", route)
+
+    # The names the account activities call (activities/accounts.py).
+    def subscribe_account_activity(self, creds: XCredentials, webhook_id: str) -> None:
+        self.subscribe_events(creds, webhook_id)
+
+    def is_subscribed(self, creds: XCredentials, webhook_id: str) -> bool:
+        return self.events_subscribed(creds, webhook_id)
+
+    def unsubscribe_account_activity(self, user_id: str, webhook_id: str) -> None:
+        self.unsubscribe_events(user_id, webhook_id)
+
+    def _subscription_route(self, webhook_id: str) -> str:
+        return f"/2/account_activity/webhooks/{_segment(webhook_id)}/subscriptions/all"
+
+    def _subscribe_activity(self, creds: XCredentials, webhook_id: str) -> None:
+        """One X Activity API subscription per event type, filtered on the account's user and
+        delivered to the webhook; the ones it has already are kept."""
+        user_id = self.get_me(creds).id
+        have = {
+            s.get("event_type")
+            for s in self._activity_subscriptions(creds, user_id)
+            if s.get("webhook_id") in (None, webhook_id)
+        }
+        client = self._tweepy(creds)
+        for event_type in ACTIVITY_EVENT_TYPES:
+            if event_type in have:
+                continue
+            body = {
+                "event_type": event_type,
+                "filter": {"user_id": user_id},
+                "tag": ACTIVITY_TAG,
+                "webhook_id": webhook_id,
+            }
+            try:
+                with _x_errors():
+                    client.request("POST", "/2/activity/subscriptions", json=body, user_auth=True)
+            except XRequestRejected as exc:
+                if exc.status != 409:  # 409: X has it already (a concurrent attempt)
+                    raise
+        logger.info("x.activity_subscribed", extra={"user_id": user_id})
+
+    def _activity_subscriptions(
+        self, creds: XCredentials | None, user_id: str
+    ) -> list[dict[str, Any]]:
+        """The app's X Activity API subscriptions filtered on this user (user context when
+        `creds`, else app-only), every page."""
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"max_results": ACTIVITY_PAGE_SIZE}
+            if token:
+                params["pagination_token"] = token
+            if creds is not None:
+                with _x_errors():
+                    response = self._tweepy(creds).request(
+                        "GET", "/2/activity/subscriptions", params=params, user_auth=True
+                    )
+            else:
+                response = self._app_request("GET", "/2/activity/subscriptions", params=params)
+            body = _json(response)
+            for item in body.get("data") or []:
+                if isinstance(item, dict) and (item.get("filter") or {}).get("user_id") == user_id:
+                    found.append(item)
+            token = (body.get("meta") or {}).get("next_token")
+            if not token:
+                return found
+
+    def _unsubscribe_activity(self, user_id: str) -> None:
+        ids = [str(s["subscription_id"]) for s in self._activity_subscriptions(None, user_id)]
+        for start in range(0, len(ids), 100):  # X deletes up to 100 per call
+            batch = ",".join(ids[start : start + 100])
+            self._app_request("DELETE", "/2/activity/subscriptions", params={"ids": batch})
+        logger.info("x.activity_unsubscribed", extra={"user_id": user_id, "count": len(ids)})
+
+    # Media of DMs --------------------------------------------------------------------------
+
+    def open_dm_media(self, creds: XCredentials, url: str) -> DMMedia:
+        """Stream the media of a DM the account took part in, from X's media hosts, signed
+        with the account's OAuth 1.0a credentials as X requires. Raises NotDMMedia for a URL
+        that is not on X's media hosts (nothing is sent), XError as X answers."""
+        if not url.startswith(tuple(h + "/" for h in DM_MEDIA_HOSTS)):
+            raise NotDMMedia(url)
+        auth = tweepy.OAuth1UserHandler(
+            self._consumer_key,
+            self._consumer_secret,
+            creds.access_token,
+            creds.access_token_secret,
+        ).apply_auth()
+        try:
+            response = self._session.get(self._media_url(url), auth=auth, stream=True)
+        except requests.RequestException as exc:
+            raise XUnavailable(None, type(exc).__name__) from None
+        if not response.ok:
+            error = _error_for(response, XTokenRevoked)
+            response.close()
+            raise error
+        length = response.headers.get("content-length")
+        return DMMedia(
+            content_type=response.headers.get("content-type"),
+            length=int(length) if length and length.isdigit() else None,
+            chunks=response.iter_content(MEDIA_CHUNK_BYTES),
+            close=response.close,
+        )
+
+    def _media_url(self, url: str) -> str:
+        """X's media hosts are X's own in production; anywhere else (the sandbox) they are
+        served on the configured base URL, under the same paths."""
+        if self.base_url in _TWEEPY_HOSTS:
+            return url
+        for host in DM_MEDIA_HOSTS:
+            if url.startswith(host + "/"):
+                return self.base_url + url[len(host) :]
+        return url
 
     # Tokens --------------------------------------------------------------------------------
 
@@ -497,20 +705,24 @@ class XClient:
         except XUnauthorized:
             pass  # already invalid: the outcome the caller wanted
 
-    def _app_request(self, method: str, route: str) -> requests.Response:
+    def _app_request(
+        self, method: str, route: str, params: dict[str, Any] | None = None
+    ) -> requests.Response:
         """An app-only (bearer) call."""
         try:
-            return self._bearer_call(method, route, self._app_token())
+            return self._bearer_call(method, route, self._app_token(), params)
         except XUnauthorized:
             if self._configured_bearer is not None:
                 raise
         # X no longer knows the token we obtained (invalidated, or X restarted): renew it once.
-        return self._bearer_call(method, route, self._app_token(renew=True))
+        return self._bearer_call(method, route, self._app_token(renew=True), params)
 
-    def _bearer_call(self, method: str, route: str, token: str) -> requests.Response:
+    def _bearer_call(
+        self, method: str, route: str, token: str, params: dict[str, Any] | None = None
+    ) -> requests.Response:
         with _x_errors(XInvalidCredentials):
             response: requests.Response = self._tweepy(bearer_token=token).request(
-                method, route, user_auth=False
+                method, route, params=params, user_auth=False
             )
         return response
 
@@ -552,4 +764,5 @@ def x_client_from_settings(settings: Settings) -> XClient:
         consumer_secret=settings.x_consumer_secret.get_secret_value(),
         timeout=settings.x_timeout_seconds,
         bearer_token=bearer.get_secret_value() if bearer is not None else None,
+        events_api=EventsApi(settings.x_events_api),
     )

@@ -1,4 +1,5 @@
-"""The `mkt-x` console script: dev, api, worker, migrate, sandbox, token."""
+"""The `mkt-x` console script: dev, api, worker, migrate, sandbox, token, analytics-rebuild,
+analytics-fold."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 
+from mktx.metrics import MULTIPROC_DIR_ENV
 from mktx.settings import ConfigurationError, Settings, load_settings
 
 EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h: the configuration is wrong
@@ -26,6 +29,10 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
     configure_logging(settings.log_level)
     settings.require_database_url()
+    if (args.workers or 1) > 1 and not os.environ.get(MULTIPROC_DIR_ENV):
+        # Each process writes its metrics' samples here and GET /metrics sums them all
+        # (mktx/metrics.py); a fresh folder per start, or the last run's counts would add up.
+        os.environ[MULTIPROC_DIR_ENV] = tempfile.mkdtemp(prefix="mktx-metrics-")
     uvicorn.run(
         "api.app:create_app",
         factory=True,
@@ -90,6 +97,32 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _analytics(settings: Settings, args: argparse.Namespace) -> int:
+    """Rebuild the analytics rollups from the raw tables, or fold their deltas."""
+    import asyncio
+
+    from mktx.logs import configure_logging
+    from models.db import make_engine, make_sessionmaker
+    from services import analytics
+
+    configure_logging(settings.log_level)
+
+    async def run() -> None:
+        engine = make_engine(settings.require_database_url(), pool_size=1)
+        try:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                if args.command == "analytics-rebuild":
+                    await analytics.rebuild(session, args.merchant_id)
+                    print(f"analytics rebuilt for {args.merchant_id or 'every merchant'}")
+                else:
+                    print(f"{await analytics.fold_everything(session)} rollup rows folded")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mkt-x", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--user-id", required=True)
     token.add_argument("--role", action="append", help="admin (default), agent or viewer")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+
+    rebuild = commands.add_parser(
+        "analytics-rebuild",
+        help="recompute the analytics facts and rollups from the raw tables (locks them meanwhile)",
+    )
+    rebuild.add_argument("--merchant-id", help="one merchant (default: all)")
+    commands.add_parser("analytics-fold", help="fold every merchant's analytics deltas")
     return parser
 
 
@@ -123,6 +163,8 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "migrate": _migrate,
     "sandbox": _sandbox,
     "token": _token,
+    "analytics-rebuild": _analytics,
+    "analytics-fold": _analytics,
 }
 
 

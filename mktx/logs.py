@@ -18,14 +18,23 @@ _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
     "taskName",
 }
 
-# Field names whose values are never written, whoever passes them.
+# Field names whose values are never written, whoever passes them, at any depth of a field.
 _SECRET_MARKERS = ("token", "secret", "password", "authorization", "api_key", "apikey")
+REDACTED = "[redacted]"
+# How deep into a field's dicts and lists the names are looked at (a cycle stops there).
+_REDACT_DEPTH = 8
 
 
-def _redact(key: str, value: Any) -> Any:
+def _redact(key: str, value: Any, depth: int = 0) -> Any:
     lowered = key.lower()
     if any(marker in lowered for marker in _SECRET_MARKERS):
-        return "[redacted]"
+        return REDACTED
+    if depth >= _REDACT_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {k: _redact(str(k), v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact("", item, depth + 1) for item in value]
     return value
 
 

@@ -7,6 +7,7 @@ import binascii
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,11 @@ class Settings(BaseSettings):
     temporal_ui_port: int = Field(8233, ge=1, le=65535)
     # How often the worker's maintenance Schedule sweeps (webhook events, queued messages)
     maintenance_interval_seconds: int = Field(60, ge=10)
+    # Retention: raw webhook events and records of LLM calls older than these are pruned by
+    # the maintenance schedule (services/maintenance/retention.py); spent quota-ledger rows
+    # (past the 24 h window twice over) are pruned with them.
+    raw_event_retention_days: int = Field(30, ge=1)
+    llm_call_retention_days: int = Field(90, ge=1)
 
     # Auth
     jwt_secret: SecretStr | None = None
@@ -68,11 +74,17 @@ class Settings(BaseSettings):
     x_bearer_token: SecretStr | None = None
     x_webhook_id: str = SANDBOX_WEBHOOK_ID
     x_timeout_seconds: float = Field(10.0, gt=0)
+    # How connecting an account subscribes it to the webhook: Account Activity (one /all
+    # subscription) or the X Activity API (one subscription per event type).
+    x_events_api: Literal["account_activity", "activity"] = "account_activity"
     sandbox_port: int = Field(8600, ge=1, le=65535)
 
     # Sending: one ledger of DMs per X account (rolling 24 h) that every sender reserves from
     dm_limit_per_24h: int = Field(500, ge=1)
     campaign_limit_per_24h: int = Field(10_000, ge=1)
+    # DMs per rolling 24 h for the whole X app, every merchant's accounts together (X caps an
+    # app's DM sends per day as well as each user's); unset: no app-wide cap is reserved.
+    app_dm_limit_per_24h: int | None = Field(None, ge=1)
     # An inbound DM this long after a campaign DM counts as a reply to it
     campaign_reply_window_hours: float = Field(72.0, gt=0)
 
@@ -94,6 +106,11 @@ class Settings(BaseSettings):
 
     # Secrets at rest
     encryption_key: SecretStr = SecretStr(DEV_ENCRYPTION_KEY)
+
+    # Metrics: the API's GET /metrics answers loopback clients, or anyone with this token as
+    # Bearer once it is set; the worker serves its own (with Temporal's) on this port.
+    metrics_token: SecretStr | None = None
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535)
 
     @field_validator("database_url")
     @classmethod

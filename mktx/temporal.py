@@ -11,18 +11,37 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from mktx import metrics
 from mktx.settings import Settings
 from workflows.ids import SEARCH_ATTRIBUTES
 
 logger = logging.getLogger(__name__)
 
 
-async def connect_temporal(settings: Settings) -> Client:
+async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -> Client:
     return await Client.connect(
         settings.require_temporal_address(),
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        runtime=runtime,
+    )
+
+
+def metrics_runtime(port: int) -> Runtime:
+    """A Temporal runtime whose Prometheus exporter serves, on every interface at `port`, the
+    SDK's metrics (workflow and activity task latencies, polls, sticky cache, ...) and, once
+    `mktx.metrics.use_temporal_meter` points there, the service's own."""
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=f"0.0.0.0:{port}",
+                counters_total_suffix=True,
+                durations_as_seconds=True,
+                histogram_bucket_overrides=metrics.histogram_buckets(),
+            )
+        )
     )
 
 

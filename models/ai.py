@@ -103,7 +103,11 @@ class LLMCall(SQLModel, table=True):
     prompt or the answer's text."""
 
     __tablename__ = "llm_calls"
-    __table_args__ = (Index("ix_llm_calls_merchant_at", "merchant_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_llm_calls_merchant_at", "merchant_id", "created_at"),
+        # Retention prunes the oldest first (services/maintenance/retention.py).
+        Index("ix_llm_calls_created", "created_at"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     merchant_id: str = Field(max_length=128)

@@ -304,3 +304,21 @@ class CampaignTestResult(CamelModel):
     dm_event_id: str | None = None
     error: str | None = None
     rendered: str | None = None
+
+
+class CampaignRecipientPublic(CamelModel):
+    """One recipient of one occurrence of a campaign. Each time is set exactly when the metrics
+    count the recipient so: `sentAt` for totalSent (handed to X: sent or failed),
+    `deliveredAt` delivered, `openedAt` opened, `clickedAt` clicked, `repliedAt` replied."""
+
+    contact_id: uuid.UUID | None  # null once the contact was erased (GDPR): the row stays
+    username: str | None
+    display_name: str | None
+    occurrence: int  # a recurring campaign has a recipient row per occurrence
+    state: RecipientState
+    skip_reason: str | None  # when skipped: opted_out, deleted, or why (endAt passed)
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    opened_at: datetime | None  # the first read receipt covering the DM
+    clicked_at: datetime | None  # the first click on one of its tracked links
+    replied_at: datetime | None  # the first inbound DM within the reply window

@@ -51,12 +51,13 @@ class Contact(TenantRow, table=True):
             postgresql_include=["account_id", "tags", "search_vector"],
         ),
         # Tenant + account + tag + search filters in one GIN scan (services/contacts/listing.py
-        # matches this exact expression; see the comment there).
+        # matches these exact expressions; see the comment there). The search words are their
+        # first letters (mktx_word_prefixes, migration 0015): a word prefix is one exact key.
         Index(
             "ix_contacts_scope_filters",
             text("(ARRAY['m:' || merchant_id, 'a:' || account_id::text])"),
             "tags",
-            "search_vector",
+            text("mktx_word_prefixes(search_vector)"),
             postgresql_using="gin",
         ),
     )

@@ -101,6 +101,8 @@ class Message(TenantRow, table=True):
     attachments: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSONB, nullable=False)
     )
+    # Inbound: the option a quick reply's answer chose, as X sends it ({type, metadata}).
+    quick_reply: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     is_from_bot: bool = False
     twitter_message_id: str | None = Field(default=None, max_length=64)
     sent_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
@@ -150,6 +152,7 @@ class MessagePublic(CamelModel):
     type: str
     content: str
     attachments: list[dict[str, Any]]
+    quick_reply: dict[str, Any] | None = None  # an answer to quick-reply options: {type, metadata}
     is_from_bot: bool
     status: MessageStatus
     twitter_message_id: str | None

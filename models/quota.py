@@ -22,7 +22,11 @@ class SendKind(StrEnum):
 
 class SendReservation(SQLModel, table=True):
     __tablename__ = "send_reservations"
-    __table_args__ = (Index("ix_send_reservations_account_time", "account_id", "reserved_at"),)
+    __table_args__ = (
+        Index("ix_send_reservations_account_time", "account_id", "reserved_at"),
+        # The app-wide 24 h cap counts every account's reservations (MKTX_APP_DM_LIMIT_PER_24H).
+        Index("ix_send_reservations_time", "reserved_at"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     merchant_id: str = Field(max_length=128)

@@ -30,6 +30,8 @@ class WebhookEvent(SQLModel, table=True):
         ),
         Index("ix_webhook_events_merchant_subject", "merchant_id", "subject_user_id"),
         Index("ix_webhook_events_contact", "contact_id"),
+        # Retention prunes the oldest first (services/maintenance/retention.py).
+        Index("ix_webhook_events_received", "received_at"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

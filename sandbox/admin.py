@@ -9,6 +9,7 @@ from typing import Any, Literal
 import httpx
 
 PREFIX = "/_sandbox"
+EventsApi = Literal["account_activity", "activity"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class ReceivedDM:
     created_at: datetime
     source: str  # "api" (sent through X's API) or "simulated"
     media: ReceivedMedia | None = None
+    # `message_data.attachment` as X delivers it (media object, URLs on X's media hosts).
+    attachments: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class WebhookDelivery:
     webhook_status: int | None  # None: the webhook could not be reached (see error)
     error: str | None
     subscribed: bool  # whether the user the event is for is subscribed to the webhook
+    api: str = "account_activity"  # which API delivered it: account_activity or activity
 
 
 class SandboxAdmin:
@@ -217,6 +221,7 @@ class SandboxAdmin:
                 created_at=datetime.fromisoformat(r["createdAt"]),
                 source=r["source"],
                 media=_media(r.get("media")),
+                attachments=tuple(r.get("attachments") or ()),
             )
             for r in rows
         ]
@@ -315,13 +320,23 @@ class SandboxAdmin:
         text: str,
         attachments: list[dict[str, Any]] | None = None,
         for_user_id: str | None = None,
+        *,
+        media: Literal["image", "gif", "video"] | None = None,
+        quick_reply_metadata: str | None = None,
+        api: EventsApi | None = None,
     ) -> WebhookDelivery:
+        """A DM delivered to the webhook as X delivers it (`media`: with a photo, GIF or
+        video as X attaches them; `api`: by Account Activity or the X Activity API, else by
+        the one `for_user_id` is subscribed to)."""
         body = {
             "fromUserId": from_user_id,
             "toUserId": to_user_id,
             "text": text,
             "attachments": attachments,
             "forUserId": for_user_id,
+            "media": media,
+            "quickReplyMetadata": quick_reply_metadata,
+            "api": api,
         }
         return _delivery(await self._call("POST", "/simulate/dm", json=body))
 
@@ -330,9 +345,61 @@ class SandboxAdmin:
         from_user_id: str,
         to_user_id: str,
         type: Literal["follow", "unfollow"] = "follow",
+        *,
+        for_user_id: str | None = None,
+        api: EventsApi | None = None,
     ) -> WebhookDelivery:
-        body = {"fromUserId": from_user_id, "toUserId": to_user_id, "type": type}
+        body = {
+            "fromUserId": from_user_id,
+            "toUserId": to_user_id,
+            "type": type,
+            "forUserId": for_user_id,
+            "api": api,
+        }
         return _delivery(await self._call("POST", "/simulate/follow", json=body))
+
+    async def simulate_receipt(
+        self,
+        from_user_id: str,
+        to_user_id: str,
+        type: Literal["read", "typing"] = "read",
+        *,
+        last_read_event_id: str | None = None,
+        api: EventsApi | None = None,
+    ) -> WebhookDelivery:
+        """`from_user_id` read `to_user_id`'s DMs (the last one, unless named) or is typing."""
+        body = {
+            "fromUserId": from_user_id,
+            "toUserId": to_user_id,
+            "type": type,
+            "lastReadEventId": last_read_event_id,
+            "api": api,
+        }
+        return _delivery(await self._call("POST", "/simulate/receipt", json=body))
+
+    async def simulate_revoke(
+        self, user_id: str, *, api: EventsApi | None = None
+    ) -> WebhookDelivery:
+        """The user takes the app's access back (tokens and subscriptions go, X tells the app)."""
+        body = {"userId": user_id, "api": api}
+        return _delivery(await self._call("POST", "/simulate/revoke", json=body))
+
+    async def set_daily_limit(
+        self,
+        endpoint: str,
+        scope: Literal["user", "app"],
+        limit: int | None,
+        user_id: str | None = None,
+    ) -> None:
+        """X's 24-hour cap of an endpoint, per user (or one user) or for the app (None: off;
+        clear_faults turns them all off)."""
+        body = {"endpoint": endpoint, "scope": scope, "limit": limit, "userId": user_id}
+        await self._call("PUT", "/daily-limits", json=body)
+
+    async def activity_subscriptions(self) -> list[dict[str, Any]]:
+        """The app's X Activity API subscriptions, as X lists them."""
+        data: list[dict[str, Any]] = await self._call("GET", "/activity-subscriptions")
+        return data
 
     async def reset(self) -> None:
         await self._call("POST", "/reset")
@@ -358,4 +425,5 @@ def _delivery(data: dict[str, Any]) -> WebhookDelivery:
         webhook_status=data["webhookStatus"],
         error=data["error"],
         subscribed=data["subscribed"],
+        api=data.get("api", "account_activity"),
     )

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from sandbox.dm_media_api import inbound_media
 from sandbox.state import (
     ENDPOINT_KEYS,
     DMEvent,
@@ -19,10 +20,23 @@ from sandbox.state import (
     UnknownUser,
     User,
 )
-from sandbox.webhooks import crc_check, deliver, dm_payload, follow_payload
+from sandbox.webhooks import (
+    ACTIVITY_DM_LISTS,
+    activity_dm,
+    activity_follow,
+    activity_receipt,
+    activity_revoke,
+    crc_check,
+    deliver,
+    dm_payload,
+    follow_payload,
+    receipt_payload,
+    revoke_payload,
+)
 from sandbox.x_api import get_state
 
 PREFIX = "/_sandbox"
+SANDBOX_APP_ID = "29820954"  # the app id revocations name (X's sample payloads use this one)
 
 router = APIRouter(prefix=PREFIX)
 StateDep = Annotated[SandboxState, Depends(get_state)]
@@ -138,19 +152,52 @@ class WebhookIn(CamelModel):
     url: str
 
 
+# Which API delivers a simulated event: the one the user is subscribed to for it (the X
+# Activity API when it has a subscription of that event type, else Account Activity), unless
+# the test names one.
+EventsApi = Literal["account_activity", "activity"]
+
+
 class SimulateDM(CamelModel):
     from_user_id: str
     to_user_id: str
     text: str
+    # Raw Account Activity attachments (`message_data.attachment`), as a test writes them.
     attachments: list[dict[str, Any]] | None = None
+    # Media as X delivers it: the media object, its t.co link in the text and entities, and
+    # its files served on X's media hosts (a photo only to the DM's participants).
+    media: Literal["image", "gif", "video"] | None = None
+    # An answer to quick-reply options: the chosen option's metadata.
+    quick_reply_metadata: str | None = Field(None, max_length=1000)
     # Whose subscription the event is delivered for; X also echoes a DM to its sender's webhook.
     for_user_id: str | None = None
+    api: EventsApi | None = None
 
 
 class SimulateFollow(CamelModel):
     from_user_id: str
     to_user_id: str
     type: Literal["follow", "unfollow"] = "follow"
+    # The follower's side (`fromUserId` following someone) or the followed one's (default).
+    for_user_id: str | None = None
+    api: EventsApi | None = None
+
+
+class SimulateReceipt(CamelModel):
+    """`fromUserId` read `toUserId`'s DMs (up to `lastReadEventId`) or is typing to them."""
+
+    from_user_id: str
+    to_user_id: str
+    type: Literal["read", "typing"] = "read"
+    last_read_event_id: str | None = None
+    api: EventsApi | None = None
+
+
+class SimulateRevoke(CamelModel):
+    """The user takes the app's access back: X invalidates their tokens and subscriptions."""
+
+    user_id: str
+    api: EventsApi | None = None
 
 
 class DeliveryOut(CamelModel):
@@ -159,6 +206,7 @@ class DeliveryOut(CamelModel):
     webhook_status: int | None
     error: str | None
     subscribed: bool
+    api: EventsApi = "account_activity"
 
 
 class CrcOut(CamelModel):
@@ -269,9 +317,10 @@ def set_faults(body: Faults, state: StateDep) -> Faults:
 
 @router.delete("/faults", status_code=204)
 def clear_faults(state: StateDep) -> None:
-    """Clear every injected fault, the LLM's script of invalid and scripted answers included
-    (tests call this after each test)."""
+    """Clear every injected fault, the LLM's script of invalid and scripted answers and the
+    24-hour caps included (tests call this after each test)."""
     state.set_faults(FaultConfig())
+    state.clear_daily_limits()
     state.set_llm_script(0, [])
 
 
@@ -362,33 +411,163 @@ async def run_crc(state: StateDep) -> CrcOut:
     return CrcOut(valid=valid, status=status)
 
 
+def _by_activity(state: SandboxState, api: str | None, user_id: str, event_type: str) -> bool:
+    if api is not None:
+        return api == "activity"
+    return state.activity.for_event(user_id, event_type) is not None
+
+
+def _subscribed(state: SandboxState, activity: bool, user_id: str, event_type: str) -> bool:
+    if activity:
+        return state.activity.for_event(user_id, event_type) is not None
+    return state.is_subscribed(state.default_webhook_id, user_id)
+
+
+async def _deliver(
+    state: SandboxState,
+    event_id: str,
+    payload: dict[str, Any],
+    *,
+    activity: bool,
+    user_id: str,
+    event_type: str,
+) -> DeliveryOut:
+    subscription = state.activity.for_event(user_id, event_type) if activity else None
+    webhook_id = subscription.webhook_id if subscription is not None else None
+    delivery = await deliver(state, event_id, payload, webhook_id)
+    return DeliveryOut(
+        **vars(delivery),
+        subscribed=_subscribed(state, activity, user_id, event_type),
+        api="activity" if activity else "account_activity",
+    )
+
+
+def _tag(state: SandboxState, user_id: str, event_type: str) -> str | None:
+    subscription = state.activity.for_event(user_id, event_type)
+    return subscription.tag if subscription is not None else None
+
+
 @router.post("/simulate/dm")
 async def simulate_dm(body: SimulateDM, state: StateDep) -> DeliveryOut:
     sender, recipient = _user(state, body.from_user_id), _user(state, body.to_user_id)
     for_user = body.for_user_id or recipient.id
     _user(state, for_user)
+    event_id = state.next_id()
+    attachments = tuple(body.attachments or ())
+    link = None
+    if body.media is not None:
+        attachment, link = inbound_media(
+            state, event_id, body.media, body.text, frozenset({sender.id, recipient.id})
+        )
+        attachments = (attachment,)
+    quick_reply: dict[str, object] | None = (
+        {"type": "options", "metadata": body.quick_reply_metadata}
+        if body.quick_reply_metadata is not None
+        else None
+    )
     event = state.record_dm(
         sender.id,
         recipient.id,
         body.text,
         source="simulated",
-        attachments=tuple(body.attachments or ()),
+        attachments=attachments,
+        event_id=event_id,
+        media_link=link,
+        quick_reply_response=quick_reply,
     )
-    delivery = await deliver(state, event.id, dm_payload(for_user, event, sender, recipient))
-    return DeliveryOut(
-        **vars(delivery), subscribed=state.is_subscribed(state.default_webhook_id, for_user)
+    event_type = "dm.sent" if for_user == sender.id else "dm.received"
+    activity = _by_activity(state, body.api, for_user, event_type)
+    if activity:
+        tag = _tag(state, for_user, event_type)
+        payload = activity_dm(event_type, for_user, event, sender, recipient, tag)
+    else:
+        payload = dm_payload(for_user, event, sender, recipient)
+    return await _deliver(
+        state, event.id, payload, activity=activity, user_id=for_user, event_type=event_type
     )
 
 
 @router.post("/simulate/follow")
 async def simulate_follow(body: SimulateFollow, state: StateDep) -> DeliveryOut:
     source, target = _user(state, body.from_user_id), _user(state, body.to_user_id)
+    for_user = body.for_user_id or target.id
     event_id = state.next_id()
-    payload = follow_payload(target.id, body.type, source, target, datetime.now(UTC))
-    delivery = await deliver(state, event_id, payload)
-    return DeliveryOut(
-        **vars(delivery), subscribed=state.is_subscribed(state.default_webhook_id, target.id)
+    event_type = f"follow.{body.type}"
+    activity = _by_activity(state, body.api, for_user, event_type)
+    if activity:
+        tag = _tag(state, for_user, event_type)
+        payload = activity_follow(event_type, for_user, source, target, tag)
+    else:
+        payload = follow_payload(for_user, body.type, source, target, datetime.now(UTC))
+    return await _deliver(
+        state, event_id, payload, activity=activity, user_id=for_user, event_type=event_type
     )
+
+
+@router.post("/simulate/receipt")
+async def simulate_receipt(body: SimulateReceipt, state: StateDep) -> DeliveryOut:
+    reader, owner = _user(state, body.from_user_id), _user(state, body.to_user_id)
+    event_type = "dm.read" if body.type == "read" else "dm.indicate_typing"
+    extra: dict[str, Any] = {}
+    if body.type == "read":
+        last = body.last_read_event_id
+        if last is None:
+            sent = state.find_dms(owner.id, reader.id)
+            last = sent[-1].id if sent else None
+        if last is not None:
+            extra["last_read_event_id"] = last
+    activity = _by_activity(state, body.api, owner.id, event_type)
+    now = datetime.now(UTC)
+    if activity:
+        tag = _tag(state, owner.id, event_type)
+        payload = activity_receipt(event_type, owner.id, reader, owner, now, tag, **extra)
+    else:
+        payload = receipt_payload(
+            owner.id, ACTIVITY_DM_LISTS[event_type], reader, owner, now, **extra
+        )
+    return await _deliver(
+        state, state.next_id(), payload, activity=activity, user_id=owner.id, event_type=event_type
+    )
+
+
+@router.post("/simulate/revoke")
+async def simulate_revoke(body: SimulateRevoke, state: StateDep) -> DeliveryOut:
+    user = _user(state, body.user_id)
+    activity = (
+        body.api == "activity" if body.api is not None else bool(state.activity.of_user(user.id))
+    )
+    now = datetime.now(UTC)
+    if activity:
+        payload = activity_revoke(user, SANDBOX_APP_ID, now)
+    else:
+        payload = revoke_payload(user, SANDBOX_APP_ID, now)
+    state.revoke_user(user.id)  # X invalidates the tokens and drops the subscriptions
+    delivery = await deliver(state, state.next_id(), payload)
+    return DeliveryOut(
+        **vars(delivery), subscribed=False, api="activity" if activity else "account_activity"
+    )
+
+
+class DailyLimitIn(CamelModel):
+    """A 24-hour cap of an endpoint, per user or for the whole app (`limit` null: off)."""
+
+    endpoint: str
+    scope: Literal["user", "app"]
+    limit: int | None = Field(None, ge=0)
+    user_id: str | None = None  # the user cap of this user only (default: every user's)
+
+
+@router.put("/daily-limits")
+def set_daily_limit(body: DailyLimitIn, state: StateDep) -> DailyLimitIn:
+    if body.endpoint not in ENDPOINT_KEYS:
+        raise HTTPException(422, f"endpoint must be one of {sorted(ENDPOINT_KEYS)}")
+    state.set_daily_limit(body.endpoint, body.scope, body.limit, body.user_id)
+    return body
+
+
+@router.get("/activity-subscriptions")
+def list_activity_subscriptions(state: StateDep) -> list[dict[str, Any]]:
+    return [s.as_json() for s in state.activity.all()]
 
 
 @router.post("/reset", status_code=204)

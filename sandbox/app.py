@@ -23,7 +23,7 @@ from mktx.settings import (
     SANDBOX_WEBHOOK_ID,
     Settings,
 )
-from sandbox import admin_api, llm, media_api, x_api
+from sandbox import activity, admin_api, dm_media_api, llm, media_api, x_api
 from sandbox.oauth import AuthError, parse_oauth_header
 from sandbox.problems import XProblem, invalid_request, openai_error
 from sandbox.state import FaultConfig, RequestRecord, SandboxState
@@ -61,6 +61,8 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
         seed_demo=config.seed_demo,
     )
     app.include_router(x_api.router)
+    app.include_router(activity.router)
+    app.include_router(dm_media_api.router)
     app.include_router(media_api.router)
     app.include_router(media_api.admin_router)
     app.include_router(llm.router)

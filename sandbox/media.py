@@ -160,13 +160,6 @@ class Upload:
             self.id, self.key, self.media_type, self.category, self.size, self.sha256 or ""
         )
 
-    def v1_attachment(self) -> dict[str, object]:
-        """The media as an Account Activity DM event carries it (message_data.attachment)."""
-        return {
-            "type": "media",
-            "media": {"id_str": self.id, "media_key": self.key, "type": self.v1_type},
-        }
-
     def state(self, now: float) -> str:
         if self.finalized_at is None:
             return "uploading"

@@ -1,4 +1,12 @@
-"""Account Activity deliveries: X's payload shapes, its signature header, and the POST itself."""
+"""X's webhook deliveries: Account Activity's payloads and the X Activity API's envelopes, the
+signature header, and the POST itself.
+
+Shapes as X documents and delivers them (tests/fixtures/x/ holds the samples with their
+sources): Account Activity batches a user's events as `{"for_user_id", "<kind>_events": [...],
+"users": {id: v1.1 user}}`; the X Activity API posts one event per delivery as `{"data":
+{"event_uuid", "filter": {"user_id"}, "event_type", "tag", "payload"}}`, its legacy DM events
+carrying Account Activity's objects in `payload` with users as `{id: {"data": v2 user}}`.
+"""
 
 from __future__ import annotations
 
@@ -54,27 +62,47 @@ def v1_user(user: User) -> dict[str, Any]:
     }
 
 
-def dm_payload(for_user_id: str, event: DMEvent, sender: User, recipient: User) -> dict[str, Any]:
+def v2_user(user: User) -> dict[str, Any]:
+    """A user as the X Activity API carries it (API v2 fields)."""
+    data: dict[str, Any] = {
+        "id": user.id,
+        "name": user.name,
+        "username": user.username,
+        "created_at": user.created_at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "protected": False,
+        "verified": False,
+    }
+    if user.profile_image_url:
+        data["profile_image_url"] = user.profile_image_url
+    return data
+
+
+def _dm_object(event: DMEvent) -> dict[str, Any]:
+    urls = [event.media_link] if event.media_link is not None else []
     message_data: dict[str, Any] = {
-        "text": event.text,
-        "entities": {"hashtags": [], "symbols": [], "user_mentions": [], "urls": []},
+        "text": event.x_text,
+        "entities": {"hashtags": [], "symbols": [], "user_mentions": [], "urls": urls},
     }
     if event.attachments:
         message_data["attachment"] = event.attachments[0]
+    if event.quick_reply_response is not None:
+        message_data["quick_reply_response"] = event.quick_reply_response
+    return {
+        "type": "message_create",
+        "id": event.id,
+        "created_timestamp": _millis(event.created_at),
+        "message_create": {
+            "target": {"recipient_id": event.recipient_id},
+            "sender_id": event.sender_id,
+            "message_data": message_data,
+        },
+    }
+
+
+def dm_payload(for_user_id: str, event: DMEvent, sender: User, recipient: User) -> dict[str, Any]:
     return {
         "for_user_id": for_user_id,
-        "direct_message_events": [
-            {
-                "type": "message_create",
-                "id": event.id,
-                "created_timestamp": _millis(event.created_at),
-                "message_create": {
-                    "target": {"recipient_id": event.recipient_id},
-                    "sender_id": event.sender_id,
-                    "message_data": message_data,
-                },
-            }
-        ],
+        "direct_message_events": [_dm_object(event)],
         "users": {sender.id: v1_user(sender), recipient.id: v1_user(recipient)},
     }
 
@@ -95,6 +123,116 @@ def follow_payload(
     }
 
 
+def _receipt(sender: User, recipient: User, at: datetime, **extra: Any) -> Any:
+    """A read receipt (`last_read_event_id`) or typing indicator of `sender` to `recipient`."""
+    return {
+        "created_timestamp": _millis(at),
+        "sender_id": sender.id,
+        "target": {"recipient_id": recipient.id},
+        **extra,
+    }
+
+
+def receipt_payload(
+    for_user_id: str, kind: str, sender: User, recipient: User, at: datetime, **extra: Any
+) -> dict[str, Any]:
+    """`kind`: `direct_message_mark_read_events` or `direct_message_indicate_typing_events`."""
+    return {
+        "for_user_id": for_user_id,
+        kind: [_receipt(sender, recipient, at, **extra)],
+        "users": {sender.id: v1_user(sender), recipient.id: v1_user(recipient)},
+    }
+
+
+def revoke_payload(user: User, app_id: str, at: datetime) -> dict[str, Any]:
+    """Account Activity's revocation: no for_user_id, the user is the revoke's source."""
+    return {
+        "user_event": {
+            "revoke": {
+                "date_time": at.isoformat(timespec="seconds"),
+                "target": {"app_id": app_id},
+                "source": {"user_id": user.id},
+            }
+        }
+    }
+
+
+# The X Activity API ------------------------------------------------------------------------
+
+# The Account Activity list each legacy DM event type of the X Activity API carries.
+ACTIVITY_DM_LISTS = {
+    "dm.received": "direct_message_events",
+    "dm.sent": "direct_message_events",
+    "dm.read": "direct_message_mark_read_events",
+    "dm.indicate_typing": "direct_message_indicate_typing_events",
+}
+# The event types the sandbox delivers.
+DELIVERED_ACTIVITY_TYPES = frozenset(
+    {*ACTIVITY_DM_LISTS, "follow.follow", "follow.unfollow", "oauth.revoke"}
+)
+
+
+def activity_envelope(
+    event_type: str, user_id: str | None, payload: dict[str, Any], tag: str | None
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "event_uuid": str(secrets.randbelow(2**63)),
+        "filter": {"user_id": user_id} if user_id else {},
+        "event_type": event_type,
+    }
+    if tag is not None:
+        data["tag"] = tag
+    data["payload"] = payload
+    return {"data": data}
+
+
+def _v2_users(*users: User) -> dict[str, Any]:
+    return {u.id: {"data": v2_user(u)} for u in users}
+
+
+def activity_dm(
+    event_type: str, user_id: str, event: DMEvent, sender: User, recipient: User, tag: str | None
+) -> dict[str, Any]:
+    """dm.received (for the recipient) or dm.sent (for the sender)."""
+    payload = {"direct_message_events": [_dm_object(event)], "users": _v2_users(sender, recipient)}
+    return activity_envelope(event_type, user_id, payload, tag)
+
+
+def activity_receipt(
+    event_type: str,
+    user_id: str,
+    sender: User,
+    recipient: User,
+    at: datetime,
+    tag: str | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """dm.read or dm.indicate_typing (no published sample: Account Activity's object, in the
+    list of the same name, as dm.sent and dm.received carry theirs)."""
+    kind = ACTIVITY_DM_LISTS[event_type]
+    payload = {
+        kind: [_receipt(sender, recipient, at, **extra)],
+        "users": _v2_users(sender, recipient),
+    }
+    return activity_envelope(event_type, user_id, payload, tag)
+
+
+def activity_follow(
+    event_type: str, user_id: str, source: User, target: User, tag: str | None
+) -> dict[str, Any]:
+    payload = {"source": {"data": v2_user(source)}, "target": {"data": v2_user(target)}}
+    return activity_envelope(event_type, user_id, payload, tag)
+
+
+def activity_revoke(user: User, app_id: str, at: datetime) -> dict[str, Any]:
+    payload = {
+        "date_time": at.isoformat(timespec="seconds"),
+        "user_id": user.id,
+        "app_id": app_id,
+    }
+    return activity_envelope("oauth.revoke", None, payload, None)
+
+
 @dataclass(frozen=True)
 class Delivery:
     event_id: str
@@ -103,9 +241,12 @@ class Delivery:
     error: str | None = None
 
 
-async def deliver(state: SandboxState, event_id: str, payload: dict[str, Any]) -> Delivery:
-    """POST a signed payload to the default webhook, as X's delivery does."""
-    url = state.webhooks_snapshot()[state.default_webhook_id]
+async def deliver(
+    state: SandboxState, event_id: str, payload: dict[str, Any], webhook_id: str | None = None
+) -> Delivery:
+    """POST a signed payload to the webhook (the default one unless named), as X does."""
+    hooks = state.webhooks_snapshot()
+    url = hooks.get(webhook_id or state.default_webhook_id) or hooks[state.default_webhook_id]
     body = json.dumps(payload, separators=(",", ":")).encode()
     headers = {
         "content-type": "application/json; charset=utf-8",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -13,8 +11,10 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import JSONResponse
 
+from sandbox.dm_media import media_object, tco_link
 from sandbox.media import MediaRejected
 from sandbox.oauth import AuthError, UserContext, verify_app_basic, verify_bearer, verify_oauth1
+from sandbox.paging import decode_page_token, page_token
 from sandbox.problems import XProblem, invalid_request
 from sandbox.state import (
     APP_IDENTITY,
@@ -45,15 +45,27 @@ def get_state(request: Request) -> SandboxState:
 StateDep = Annotated[SandboxState, Depends(get_state)]
 
 
-def _rate_limit(request: Request, state: SandboxState, endpoint: str, identity: str) -> None:
+def rate_limit(request: Request, state: SandboxState, endpoint: str, identity: str) -> None:
+    """Count the request in the caller's 15-minute window and in the endpoint's 24-hour caps
+    that are on (the user's, the app's), with X's headers for each; 429 when one is spent."""
     status = state.consume(endpoint, identity)
     # The app middleware copies these onto whatever answer the request ends with.
-    request.state.rate_headers = {
+    headers = request.state.rate_headers = {
         "x-rate-limit-limit": str(status.limit),
         "x-rate-limit-remaining": str(status.remaining),
         "x-rate-limit-reset": str(status.reset),
     }
     if status.exceeded:
+        raise XProblem(429, "Too Many Requests")
+    user = None if identity == APP_IDENTITY else identity
+    spent = False
+    for daily in state.consume_daily(endpoint, user):
+        prefix = f"x-{daily.scope}-limit-24hour"
+        headers[f"{prefix}-limit"] = str(daily.status.limit)
+        headers[f"{prefix}-remaining"] = str(daily.status.remaining)
+        headers[f"{prefix}-reset"] = str(daily.status.reset)
+        spent = spent or daily.status.exceeded
+    if spent:
         raise XProblem(429, "Too Many Requests")
 
 
@@ -64,7 +76,7 @@ def user_context(endpoint: str) -> Callable[[Request, SandboxState], Awaitable[U
         request.state.endpoint = endpoint
         context = await verify_oauth1(request, state)
         request.state.user_id = context.user_id
-        _rate_limit(request, state, endpoint, context.user_id)
+        rate_limit(request, state, endpoint, context.user_id)
         return context
 
     return dependency
@@ -76,7 +88,7 @@ def app_only(endpoint: str) -> Callable[[Request, SandboxState], None]:
     def dependency(request: Request, state: StateDep) -> None:
         request.state.endpoint = endpoint
         verify_bearer(request, state)
-        _rate_limit(request, state, endpoint, APP_IDENTITY)
+        rate_limit(request, state, endpoint, APP_IDENTITY)
 
     return dependency
 
@@ -114,7 +126,7 @@ def _event_json(event: DMEvent, fields: set[str]) -> dict[str, Any]:
     every: dict[str, Any] = {
         "id": event.id,
         "event_type": "MessageCreate",
-        "text": event.text,
+        "text": event.x_text,
         "created_at": _iso(event.created_at),
         "sender_id": event.sender_id,
         "dm_conversation_id": event.dm_conversation_id,
@@ -184,13 +196,22 @@ async def send_dm(
             upload = state.media.take_for_dm(context.user_id, media_id, time.time())
         except MediaRejected as exc:
             raise invalid_request(exc.message, exc.parameter) from None
+    event_id = state.next_id()
+    attachments: tuple[dict[str, object], ...] = ()
+    link = None
+    if upload is not None:
+        link = tco_link(event_id, text)
+        media, _ = media_object(event_id, upload.id, upload.kind, link)
+        attachments = ({"type": "media", "media": {**media, "media_key": upload.key}},)
     event = state.record_dm(
         context.user_id,
         participant_id,
         text,
         source="api",
-        attachments=(upload.v1_attachment(),) if upload else (),
+        attachments=attachments,
         media=upload.as_sent() if upload else None,
+        event_id=event_id,
+        media_link=link,
     )
     return {"data": {"dm_conversation_id": event.dm_conversation_id, "dm_event_id": event.id}}
 
@@ -219,23 +240,31 @@ def _page_of_events(
     max_results: int,
     pagination_token: str | None,
 ) -> dict[str, Any]:
+    """A page of events, newest first, with X's meta: `next_token` (older events) and
+    `previous_token` (newer ones). Each token is an id cursor and a direction, not an offset:
+    events arriving between pages neither repeat nor vanish."""
     if not 1 <= max_results <= 100:
         raise invalid_request("max_results: must be between 1 and 100", "max_results")
+    older = events
     if pagination_token:
-        try:
-            before = int(base64.urlsafe_b64decode(pagination_token.encode()).decode())
-        except (ValueError, binascii.Error):
-            raise invalid_request("pagination_token: invalid", "pagination_token") from None
-        events = [e for e in events if int(e.id) < before]
-    page, rest = events[:max_results], events[max_results:]
+        cursor = decode_page_token(pagination_token)
+        pivot, newer = cursor >> 1, cursor & 1
+        if newer:
+            above = [e for e in events if int(e.id) > pivot]
+            page = above[-max_results:]
+            older = page + [e for e in events if int(e.id) <= pivot]
+        else:
+            older = [e for e in events if int(e.id) < pivot]
+    page, rest = older[:max_results], older[max_results:]
     wanted = _fields(fields)
     answer: dict[str, Any] = {"meta": {"result_count": len(page)}}
     if page:
         answer["data"] = [_event_json(e, wanted) for e in page]
+        # As X answers (a recorded answer: tweepy's cassettes/test_manage_and_lookup_direct_
+        # messages.yaml), a page with events names the pages on both sides.
+        answer["meta"]["previous_token"] = page_token(int(page[0].id) << 1 | 1)
     if rest:
-        # An id cursor, not an offset: events arriving between pages neither repeat nor vanish.
-        cursor = base64.urlsafe_b64encode(page[-1].id.encode()).decode()
-        answer["meta"]["next_token"] = cursor
+        answer["meta"]["next_token"] = page_token(int(page[-1].id) << 1)
     return answer
 
 
@@ -287,7 +316,7 @@ async def oauth2_token(request: Request, state: StateDep) -> JSONResponse:
             "errors": [{"code": 99, "message": exc.detail, "label": "authenticity_token_error"}]
         }
         return JSONResponse(body, status_code=exc.status)
-    _rate_limit(request, state, EP_OAUTH2_TOKEN, APP_IDENTITY)
+    rate_limit(request, state, EP_OAUTH2_TOKEN, APP_IDENTITY)
     form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
     if form.get("grant_type") != "client_credentials":
         body = {"errors": [{"code": 170, "message": "Missing required parameter: grant_type"}]}

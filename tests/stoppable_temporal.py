@@ -41,7 +41,7 @@ READY_SECONDS = 30
 # A maintenance run that looks only at owed workflow starts (the other sweeps would act on
 # whatever other tests left in the shared database).
 OWED_ONLY = MaintenanceInput(
-    reprocess_limit=0, follow_up_limit=0, outbound_limit=0, flow_exit_limit=0
+    reprocess_limit=0, follow_up_limit=0, outbound_limit=0, flow_exit_limit=0, retention_batch=0
 )
 # How far back to date a row so that the maintenance run takes it as owed, not in progress.
 PAST_GRACE = timedelta(seconds=GRACE_SECONDS + 60)

@@ -2,8 +2,9 @@
 (`ids.maintenance_schedule_id`, services/maintenance/schedule.py): apply again the stored
 webhook events that failed and are due, carry out what ingested events still owe the
 workflows waiting on their contacts (workflows/contracts/contact_events.py), start the
-deliveries left `queued`, and start the workflows committed rows still wait for
-(workflows/contracts/owed_starts.py).
+deliveries left `queued`, start the workflows committed rows still wait for
+(workflows/contracts/owed_starts.py), end the flow runs of unusable accounts, and prune what is
+past its retention window (services/maintenance/retention.py).
 
 Each sweep is bounded and tried a few times; one failing does not keep the other from running,
 and the run then fails so that the Web UI shows it (the next tick tries again)."""
@@ -21,6 +22,7 @@ from workflows.contracts.contact_events import FollowUpReport, FollowUpsInput
 from workflows.contracts.maintenance import (
     EXIT_FLOW_RUNS,
     MAINTENANCE_FAILED,
+    PRUNE_RETAINED,
     REPROCESS_WEBHOOK_EVENTS,
     SWEEP_OUTBOUND,
     FlowExitsInput,
@@ -28,6 +30,8 @@ from workflows.contracts.maintenance import (
     MaintenanceResult,
     ReprocessInput,
     ReprocessReport,
+    RetentionInput,
+    RetentionReport,
     SweepOutboundInput,
     SweepReport,
 )
@@ -103,6 +107,20 @@ class MaintenanceWorkflow:
                 )
             except ActivityError as err:
                 failures.append(f"flow runs of unusable accounts: {err.cause or err}")
+        # Last: what the sweeps above still need (pending events, their follow-ups) is kept.
+        if request.retention_batch and workflow.patched("retention"):
+            try:
+                result.retention = await workflow.execute_activity(
+                    PRUNE_RETAINED,
+                    RetentionInput(
+                        batch=request.retention_batch, max_batches=request.retention_batches
+                    ),
+                    result_type=RetentionReport,
+                    start_to_close_timeout=SWEEP_TIMEOUT,
+                    retry_policy=SWEEP_RETRY,
+                )
+            except ActivityError as err:
+                failures.append(f"retention: {err.cause or err}")
         if failures:
             raise ApplicationError(
                 "maintenance sweep failed: " + "; ".join(failures),

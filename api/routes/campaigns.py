@@ -1,12 +1,15 @@
-"""Campaign Management: create, list, get, update, start, pause, resume, metrics, test send."""
+"""Campaign Management: create, list, get, update, start, pause, resume, metrics, recipients,
+test send."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import StreamingResponse
 
 from api.deps import (
     ContextDep,
@@ -24,14 +27,17 @@ from models.campaign import (
     CampaignLive,
     CampaignMetricsDetail,
     CampaignPublic,
+    CampaignRecipientPublic,
     CampaignStatus,
     CampaignTestRequest,
     CampaignTestResult,
     CampaignType,
     CampaignUpdate,
+    RecipientState,
 )
 from services.campaigns import campaigns as campaign_service
 from services.campaigns import metrics as campaign_metrics
+from services.campaigns import recipients as campaign_recipients
 from services.campaigns import runs as campaign_runs
 from services.campaigns import starts as campaign_starts
 from services.campaigns import test_sends as campaign_tests
@@ -214,6 +220,77 @@ async def get_metrics(
                 {k: v for k, v in reported.items() if k in CampaignLive.model_fields}
             )
     return ok(metrics)
+
+
+class RecipientsFormat(StrEnum):
+    json = "json"
+    csv = "csv"
+
+
+def _wants_csv(request: Request, requested: RecipientsFormat | None) -> bool:
+    """`format` decides; without it, an Accept header preferring text/csv to JSON does."""
+    if requested is not None:
+        return requested is RecipientsFormat.csv
+    weights: dict[str, float] = {}
+    for item in request.headers.get("accept", "").split(","):
+        media, _, params = item.partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        weights[media.strip().lower()] = quality
+    return weights.get("text/csv", 0.0) > weights.get("application/json", 0.0)
+
+
+@router.get(
+    "/{campaignId}/recipients",
+    response_model=Page[CampaignRecipientPublic],
+    responses={
+        200: {
+            "description": "A page of recipients (JSON), or with `format=csv` / "
+            "`Accept: text/csv` all of them as a CSV file (header row, the same fields).",
+            "content": {
+                "text/csv": {
+                    "schema": {"type": "string"},
+                    "example": "contactId,username,displayName,occurrence,state,skipReason,"
+                    "sentAt,deliveredAt,openedAt,clickedAt,repliedAt\r\n",
+                }
+            },
+        },
+        **error_responses(401, 404, 422),
+    },
+)
+async def list_recipients(
+    request: Request,
+    campaign: CampaignDep,
+    session: SessionDep,
+    context: ContextDep,
+    window: ReplyWindowDep,
+    page: PageDep,
+    state: Annotated[
+        RecipientState | None, Query(description="only recipients in this state")
+    ] = None,
+    output: Annotated[
+        RecipientsFormat | None,
+        Query(alias="format", description="csv: the whole list as a file (skip/take ignored)"),
+    ] = None,
+) -> Page[CampaignRecipientPublic] | StreamingResponse:
+    """Who the campaign went to, with the state and times its metrics count them by."""
+    if _wants_csv(request, output):
+        filename = campaign_recipients.csv_filename(campaign, state)
+        return StreamingResponse(
+            campaign_recipients.csv_lines(context.sessions, campaign, state, window),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+    rows, total = await campaign_recipients.list_recipients(
+        session, campaign, state, window, skip=page.skip, take=page.take
+    )
+    return page.page(rows, total)
 
 
 @router.post(

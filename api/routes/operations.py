@@ -1,19 +1,21 @@
-"""Operations: liveness, readiness and the Postman collection."""
+"""Operations: liveness, readiness, metrics and the Postman collection."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 from api.deps import ContextDep
-from api.envelope import Envelope, error_body, ok
+from api.envelope import Envelope, error_body, error_responses, ok
 from api.postman import postman_collection
-from services.core.errors import ErrorCode
+from mktx import metrics
+from services.core.errors import ErrorCode, Forbidden, Unauthorized
 
 probes = APIRouter(tags=["operations"])
 router = APIRouter(tags=["operations"])
@@ -50,6 +52,32 @@ async def readyz(context: ContextDep) -> Any:
     return JSONResponse(
         error_body(ErrorCode.SERVICE_UNAVAILABLE, "not ready", {"checks": checks}), status_code=503
     )
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+@probes.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition"},
+        **error_responses(401, 403),
+    },
+)
+async def metrics_exposition(request: Request, context: ContextDep) -> Response:
+    """The API's metrics in Prometheus text (every API process's, summed). Open to loopback
+    clients; with MKTX_METRICS_TOKEN set, to whoever sends it as a Bearer token instead."""
+    token = context.settings.metrics_token
+    if token is not None:
+        sent = request.headers.get("authorization", "")
+        expected = f"Bearer {token.get_secret_value()}"
+        if not hmac.compare_digest(sent.encode(), expected.encode()):
+            raise Unauthorized("send MKTX_METRICS_TOKEN as a Bearer token")
+    elif request.client is None or request.client.host not in _LOOPBACK:
+        raise Forbidden("metrics are served to loopback clients; set MKTX_METRICS_TOKEN")
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)
 
 
 @router.get("/postman-collection.json", include_in_schema=False)

@@ -24,6 +24,7 @@ from api.context import AppContext
 from api.deps import ContextDep
 from api.envelope import Envelope, error_responses
 from api.errors import app_error_body
+from api.middleware import ROUTE_KEY
 from models.camel import CamelModel
 from services.core.errors import AppError, Unauthorized, ValidationFailed
 from services.ingestion import (
@@ -169,6 +170,7 @@ class DeliveryFastPath:
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        scope[ROUTE_KEY] = self.path
         app = scope["app"]
         relay = _ingestion(app, app.state.context).relay
         follow_up: FollowUp | None = None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from integrations.llm import Completion, LLMClient, LLMUnavailable
+from mktx import metrics
 from models.ai import HUMAN_REQUEST, AIAnswer, AISettings, LLMCall
 from models.db import SessionMaker
 from services.assistant.prompt import InvalidAnswer, messages_for, parse_answer, response_format
@@ -123,6 +124,11 @@ async def _record(
     )
     async with sessions() as session, session.begin():
         session.add(call)
+    metrics.LLM_CALLS.inc(outcome=outcome)
+    metrics.LLM_DURATION.observe(call.latency_ms / 1000)
+    for kind, tokens in (("prompt", call.prompt_tokens), ("completion", call.completion_tokens)):
+        if tokens:
+            metrics.LLM_TOKENS.inc(tokens, kind=kind)
     logger.info(
         "ai.model_call",
         extra={

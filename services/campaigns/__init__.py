@@ -8,4 +8,6 @@
   snapshot, claiming a batch through the one send path, settling recipients.
 - `test_sends`: test sends, durable, through the one send path.
 - `metrics`, `links`: metrics and tracked links (`/r/{code}`).
+- `recipients`: the recipients list (a page, or all of it streamed as CSV), each row dated by
+  the clauses the metrics count with.
 """

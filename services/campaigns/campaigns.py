@@ -316,26 +316,36 @@ def require_pausable(campaign: Campaign) -> None:
 # In use by campaigns ----------------------------------------------------------------------------
 
 
+# Each user is named as the merchant knows it, as the flows name theirs: "campaign 'Sale'
+# (scheduled)" (the 409's `usedBy`, and its message).
+def _named(rows: Sequence[Any]) -> list[str]:
+    return [f"campaign '{row.name}' ({row.status})" for row in rows]
+
+
 async def _campaigns_using_template(session: AsyncSession, template: Template) -> list[str]:
     rows = await session.execute(
-        select(col(Campaign.id)).where(
+        select(col(Campaign.name), col(Campaign.status))
+        .where(
             col(Campaign.merchant_id) == template.merchant_id,
             col(Campaign.template_id) == template.id,
             col(Campaign.status).in_(list(ACTIVE_STATUSES)),
         )
+        .order_by(col(Campaign.created_at))
     )
-    return [str(r) for r in rows.scalars().all()]
+    return _named(rows.all())
 
 
 async def _campaigns_using_segment(session: AsyncSession, segment: Segment) -> list[str]:
     rows = await session.execute(
-        select(col(Campaign.id)).where(
+        select(col(Campaign.name), col(Campaign.status))
+        .where(
             col(Campaign.merchant_id) == segment.merchant_id,
             col(Campaign.segment_ids).contains([segment.id]),
             col(Campaign.status).in_(list(ACTIVE_STATUSES)),
         )
+        .order_by(col(Campaign.created_at))
     )
-    return [str(r) for r in rows.scalars().all()]
+    return _named(rows.all())
 
 
 template_service.register_usage_check(_campaigns_using_template)

@@ -41,30 +41,38 @@ class Bucket(StrEnum):
     day = "day"
 
 
-_PER_RECIPIENT = """
+# What opens and what answers a recipient's DM, over `campaign_recipients r`, `contacts c`
+# (its contact, NULL once erased) and `x_accounts a` (its account): the read receipts from the
+# contact covering the DM (X event ids grow with time), and the contact's inbound DMs within the
+# reply window after it. The recipients list (recipients.py) dates them with the same clauses.
+OPENING_READS = """
+FROM webhook_events w
+WHERE w.merchant_id = r.merchant_id
+  AND w.subject_user_id = c.twitter_user_id
+  AND w.event_type = 'read'
+  AND w.for_user_id = a.twitter_user_id
+  AND (w.payload #>> '{direct_message_mark_read_events,0,last_read_event_id}') ~ '^[0-9]{1,30}$'
+  AND (w.payload #>> '{direct_message_mark_read_events,0,last_read_event_id}')::numeric
+      >= r.dm_event_id::numeric
+"""
+REPLYING_DMS = """
+FROM messages m
+WHERE m.merchant_id = r.merchant_id
+  AND m.contact_id = r.contact_id
+  AND m.direction = 'inbound'
+  AND m.sent_at > r.sent_at
+  AND m.sent_at <= r.sent_at + :reply_window
+"""
+
+_PER_RECIPIENT = f"""
 SELECT r.campaign_id,
        r.state,
        r.error,
        (r.clicked_at IS NOT NULL) AS clicked,
-       (r.state = 'sent' AND (r.read_at IS NOT NULL OR EXISTS (
-            SELECT 1 FROM webhook_events w
-            WHERE w.merchant_id = r.merchant_id
-              AND w.subject_user_id = c.twitter_user_id
-              AND w.event_type = 'read'
-              AND w.for_user_id = a.twitter_user_id
-              AND (w.payload #>> '{direct_message_mark_read_events,0,last_read_event_id}')
-                  ~ '^[0-9]{1,30}$'
-              AND (w.payload #>> '{direct_message_mark_read_events,0,last_read_event_id}')::numeric
-                  >= r.dm_event_id::numeric
-       ))) AS opened,
-       (r.state = 'sent' AND (r.replied_at IS NOT NULL OR EXISTS (
-            SELECT 1 FROM messages m
-            WHERE m.merchant_id = r.merchant_id
-              AND m.contact_id = r.contact_id
-              AND m.direction = 'inbound'
-              AND m.sent_at > r.sent_at
-              AND m.sent_at <= r.sent_at + :reply_window
-       ))) AS replied
+       (r.state = 'sent' AND (r.read_at IS NOT NULL OR EXISTS (SELECT 1 {OPENING_READS})))
+           AS opened,
+       (r.state = 'sent' AND (r.replied_at IS NOT NULL OR EXISTS (SELECT 1 {REPLYING_DMS})))
+           AS replied
 FROM campaign_recipients r
 LEFT JOIN contacts c ON c.id = r.contact_id  -- an erased contact's row stays, naming nobody
 JOIN x_accounts a ON a.id = r.account_id

@@ -7,4 +7,6 @@
 - `in_use`: `UsageChecks`, "still in use?" checks a resource's users register.
 - `x_errors`: `api_error_from_x`, how an X failure reads to an API caller.
 - `temporal`: `TemporalSource`, the process's Temporal client fetched when a call is due.
+- `totals`: how many rows a list has — exact up to `EXACT_TOTAL_LIMIT` (10,000), the planner's
+  estimate above (`Total.is_estimate`, the API's `pagination.totalIsEstimate`).
 """

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from mktx import metrics
 from mktx.settings import Settings
 from models.account import XAccount
 from models.contact import Contact
@@ -140,6 +141,7 @@ async def begin(session: AsyncSession, request: BeginInput) -> BeginResult:
         workflow_id=request.workflow_id,
         expires_at=utcnow() + LISTEN_FOR,
     )
+    metrics.FLOW_RUNS.inc(status="started")
     logger.info(
         "flow.run_started",
         extra={"flow_id": str(request.flow_id), "run_id": str(request.run_id)},
@@ -385,6 +387,7 @@ async def finish(session: AsyncSession, request: FinishInput) -> StepResult:
         if request.status == RunStatus.completed:
             run.current_node_id = None
         session.add(run)
+        metrics.FLOW_RUNS.inc(status=request.status.value)
         logger.info(
             "flow.run_ended",
             extra={

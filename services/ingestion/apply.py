@@ -1,4 +1,4 @@
-"""What one Account Activity event changes — contacts, conversations, messages, read receipts,
+"""What one X event (Account Activity or X Activity API) changes — contacts, conversations, messages, read receipts,
 the account itself — and what it owes the workflows waiting on its contact, as one SQL
 statement (services/ingestion/sql.py) run on the psycopg connection under the pool's SQLAlchemy
 one: no ORM and one round trip on the hot path.
@@ -267,6 +267,7 @@ def _message_params(
         "status": "received" if inbound else "sent",
         "content": dm.text,
         "attachments": json.dumps(dm.attachments),
+        "quick_reply": json.dumps(dm.quick_reply) if dm.quick_reply else None,
         "twitter_message_id": dm.id,
     }
 

@@ -1,9 +1,16 @@
-"""Account Activity payloads, split into single events and read into typed shapes.
+"""X's deliveries, split into single events and read into typed shapes.
 
-X batches events of one user into one payload; each is stored as its own self-contained payload
-(`{"for_user_id", "<kind>_events": [event], "users": {only the users it names}}`) so that it can
-be applied, reprocessed and erased on its own — a contact's profile never lingers in another
-contact's raw event.
+Account Activity batches events of one user into one payload; each is stored as its own
+self-contained payload (`{"for_user_id", "<kind>_events": [event], "users": {only the users it
+names}}`) so that it can be applied, reprocessed and erased on its own — a contact's profile
+never lingers in another contact's raw event. An X Activity API delivery is one event already
+(services/ingestion/activity_api.py); it is stored as delivered (narrowed to the DM and users
+it names) and read through its Account Activity view, so both APIs apply the same way and an
+event both deliver (switching from one to the other) has the same deduplication key.
+
+A payload without `for_user_id` (the API specification's own example) is routed by the users
+its events name: a DM by its recipient, else its sender (an echo), being a connected account
+(`routing_candidates`, resolved by the caller).
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from services.ingestion import activity_api, dm_content
 
 MAX_USER_ID = 32  # column width of for_user_id / subject_user_id
 MAX_DEDUP_KEY = 256
@@ -36,7 +45,7 @@ PASSIVE_TYPES = frozenset({EventType.typing, EventType.favorite, EventType.tweet
 
 
 class MalformedPayload(ValueError):
-    """The body is not an Account Activity payload at all (X's own are never refused)."""
+    """The body is not an X delivery at all (X's own are never refused)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,27 +87,116 @@ def _other(for_user_id: str, *ids: str | None) -> str | None:
     return next((i for i in ids if i and i != for_user_id), None)
 
 
-def split_payload(body: Any) -> list[IncomingEvent]:
-    """One IncomingEvent per event in the payload, each with its deduplication key."""
+def routing_candidates(body: Any) -> list[str]:
+    """For an Account Activity payload without `for_user_id`: the X users its events name, in
+    the order they route it (a DM's recipient before its sender, a follow's target before its
+    source). Empty when the payload says whom it is for (or is not Account Activity)."""
+    if not isinstance(body, dict) or activity_api.is_activity_delivery(body):
+        return []
+    if _user_id(body.get("for_user_id")) is not None or isinstance(body.get("user_event"), dict):
+        return []
+    found: list[str] = []
+    for name, value in body.items():
+        if isinstance(value, list) and name.endswith("_events"):
+            for item in value:
+                for user in _participants(name, item):
+                    if user is not None and user not in found:
+                        found.append(user)
+    return found
+
+
+def _participants(name: str, item: Any) -> tuple[str | None, ...]:
+    """The users an event names, the one it is addressed to first."""
+    event = item if isinstance(item, dict) else {}
+    if name == "direct_message_events":
+        create = event.get("message_create") or {}
+        recipient = (create.get("target") or {}).get("recipient_id")
+        return _user_id(recipient), _user_id(create.get("sender_id"))
+    if name in ("direct_message_mark_read_events", "direct_message_indicate_typing_events"):
+        recipient = (event.get("target") or {}).get("recipient_id")
+        return _user_id(recipient), _user_id(event.get("sender_id"))
+    if name == "follow_events":
+        return _user_id((event.get("target") or {}).get("id")), _user_id(
+            (event.get("source") or {}).get("id")
+        )
+    return ()
+
+
+def split_payload(body: Any, connected: frozenset[str] = frozenset()) -> list[IncomingEvent]:
+    """One IncomingEvent per event in the delivery, each with its deduplication key.
+
+    `connected`: which of `routing_candidates(body)` are connected accounts (a payload without
+    `for_user_id` is routed to them)."""
     if not isinstance(body, dict):
         raise MalformedPayload("the body must be a JSON object")
+    if activity_api.is_activity_delivery(body):
+        return _split_activity(body)
     user_event = body.get("user_event")
     revoke = user_event.get("revoke") if isinstance(user_event, dict) else None
     for_user_id = _user_id(body.get("for_user_id"))
     if for_user_id is None and isinstance(revoke, dict):
         # X sends revocations without for_user_id: the user is the revoke's source.
         for_user_id = _user_id((revoke.get("source") or {}).get("user_id"))
-    if for_user_id is None:
+    if for_user_id is None and not routing_candidates(body):
         raise MalformedPayload("for_user_id is missing or not an X user id")
     users: dict[str, Any] = body["users"] if isinstance(body.get("users"), dict) else {}
     events: list[IncomingEvent] = []
     for name, value in body.items():
-        if name == "user_event" and isinstance(revoke, dict):
+        if name == "user_event" and isinstance(revoke, dict) and for_user_id is not None:
             events.append(_revoke(for_user_id, value, revoke))
         elif isinstance(value, list) and name.endswith("_events"):
             for item in value:
-                events.append(_one(for_user_id, name, item, users))
+                owner = for_user_id or _route(name, item, connected)
+                if owner is not None:
+                    events.append(_one(owner, name, item, users))
     return events
+
+
+def _route(name: str, item: Any, connected: frozenset[str]) -> str | None:
+    """Whom an event of a payload without for_user_id is for: the first of its users who is a
+    connected account, else the one it is addressed to (stored for nobody)."""
+    participants = [p for p in _participants(name, item) if p is not None]
+    return next(
+        (p for p in participants if p in connected), participants[0] if participants else None
+    )
+
+
+def _split_activity(body: dict[str, Any]) -> list[IncomingEvent]:
+    for_user_id = _user_id(activity_api.filtered_user(body)) or ""
+    kind = activity_api.event_type(body)
+    uuid_key = _key("xaa", for_user_id, activity_api.event_uuid(body) or _digest(body))
+    dm = activity_api.dm_items(body)
+    if dm is not None:
+        name, items, users = dm
+        events = []
+        for item in items:
+            # The same key Account Activity gives the same DM, read or typing indicator.
+            event = _one(for_user_id, name, item, users)
+            ids = [for_user_id, event.subject_user_id]
+            stored = activity_api.single_dm(body, name, item, ids)
+            events.append(
+                IncomingEvent(
+                    for_user_id, event.event_type, event.dedup_key, event.subject_user_id, stored
+                )
+            )
+        return events
+    view = activity_api.account_activity_view(body, for_user_id)
+    if kind in (activity_api.FOLLOW, activity_api.UNFOLLOW):
+        event = _one(for_user_id, "follow_events", view["follow_events"][0], {})
+        return [IncomingEvent(for_user_id, event.event_type, uuid_key, event.subject_user_id, body)]
+    if kind == activity_api.OAUTH_REVOKE:
+        revoke = view["user_event"]["revoke"]
+        event = _revoke(for_user_id, view["user_event"], revoke)
+        return [IncomingEvent(for_user_id, EventType.revoke, event.dedup_key, None, body)]
+    # Any other event type a subscription may bring (post.create, profile.update.*, ...).
+    return [IncomingEvent(for_user_id, EventType.other, uuid_key, None, body)]
+
+
+def stored_view(payload: dict[str, Any], for_user_id: str = "") -> dict[str, Any]:
+    """A stored event in the Account Activity shape the readers below take."""
+    if activity_api.is_activity_delivery(payload):
+        return activity_api.account_activity_view(payload, for_user_id)
+    return payload
 
 
 def _single(
@@ -220,6 +318,7 @@ class DirectMessage:
     recipient_id: str
     text: str
     attachments: list[dict[str, Any]]
+    quick_reply: dict[str, str] | None  # the option a quick reply's answer chose
     created_at: datetime
     sender: XProfile
     recipient: XProfile
@@ -274,6 +373,7 @@ def profile(user_id: str, user: Any) -> XProfile:
 
 
 def direct_message(payload: dict[str, Any]) -> DirectMessage:
+    payload = stored_view(payload)
     event = payload["direct_message_events"][0]
     create = event["message_create"]
     sender = str(create["sender_id"])
@@ -284,45 +384,17 @@ def direct_message(payload: dict[str, Any]) -> DirectMessage:
         id=str(event["id"]),
         sender_id=sender,
         recipient_id=recipient,
-        text=(data.get("text") or "").replace("\x00", ""),
-        attachments=attachments(data),
+        text=dm_content.text(data),
+        attachments=dm_content.attachments(data),
+        quick_reply=dm_content.quick_reply(data),
         created_at=timestamp(event.get("created_timestamp")),
         sender=profile(sender, users.get(sender)),
         recipient=profile(recipient, users.get(recipient)),
     )
 
 
-def attachments(message_data: dict[str, Any]) -> list[dict[str, Any]]:
-    """`message_data.attachment` and linked URLs as `[{"type", "url", ...}]`."""
-    found: list[dict[str, Any]] = []
-    attachment = message_data.get("attachment")
-    if isinstance(attachment, dict):
-        media = attachment.get("media") if isinstance(attachment.get("media"), dict) else None
-        source = media or attachment
-        url = (
-            source.get("media_url_https")
-            or source.get("media_url")
-            or source.get("url")
-            or source.get("expanded_url")
-        )
-        item: dict[str, Any] = {
-            "type": str(source.get("type") or attachment.get("type") or "media")
-        }
-        if url:
-            item["url"] = str(url)
-        media_id = source.get("id_str") or source.get("id")
-        if media_id:
-            item["mediaId"] = str(media_id)
-        found.append(item)
-    entities = message_data.get("entities") or {}
-    for link in entities.get("urls") or []:
-        if isinstance(link, dict) and (link.get("expanded_url") or link.get("url")):
-            found.append({"type": "url", "url": str(link.get("expanded_url") or link["url"])})
-    return found
-
-
 def follow_change(payload: dict[str, Any]) -> FollowChange:
-    event = payload["follow_events"][0]
+    event = stored_view(payload)["follow_events"][0]
     source, target = event["source"], event["target"]
     return FollowChange(
         follows=event.get("type") != "unfollow",
@@ -333,7 +405,7 @@ def follow_change(payload: dict[str, Any]) -> FollowChange:
 
 
 def read_receipt(payload: dict[str, Any]) -> ReadReceipt:
-    event = payload["direct_message_mark_read_events"][0]
+    event = stored_view(payload)["direct_message_mark_read_events"][0]
     last = event.get("last_read_event_id")
     return ReadReceipt(
         reader_id=str(event["sender_id"]),
@@ -343,7 +415,7 @@ def read_receipt(payload: dict[str, Any]) -> ReadReceipt:
 
 
 def revocation(payload: dict[str, Any]) -> Revocation:
-    revoke = payload["user_event"]["revoke"]
+    revoke = stored_view(payload)["user_event"]["revoke"]
     at = revoke.get("date_time")
     try:
         moment = datetime.fromisoformat(str(at)) if at else datetime.now(UTC)

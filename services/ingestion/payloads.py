@@ -21,6 +21,7 @@ from psycopg import Error as DriverError
 from psycopg import OperationalError as DriverOperationalError
 from sqlalchemy.exc import SQLAlchemyError
 
+from mktx import metrics
 from models.db import utcnow
 from services.core.errors import ServiceUnavailable
 from services.ingestion import sql
@@ -37,7 +38,7 @@ from services.ingestion.apply import (
 )
 from services.ingestion.batch import BatchFailed, GroupCommit
 from services.ingestion.connections import IngestionConnections
-from services.ingestion.events import IncomingEvent, split_payload
+from services.ingestion.events import IncomingEvent, routing_candidates, split_payload
 from services.ingestion.follow_up import FollowUp
 from services.ingestion.retries import describe_failure
 
@@ -57,9 +58,12 @@ class IngestResult:
 
 
 async def ingest_payload(group: GroupCommit, context: IngestionContext, body: Any) -> IngestResult:
-    """Store and apply every event of a verified payload. Raises MalformedPayload (not an
-    Account Activity payload) and ServiceUnavailable (the database cannot store it: X retries)."""
-    events = split_payload(body)
+    """Store and apply every event of a verified delivery (Account Activity or X Activity API).
+    Raises MalformedPayload (not an X delivery) and ServiceUnavailable (the database cannot
+    store it: X retries)."""
+    candidates = routing_candidates(body)
+    connected = await _connected(group.connections, candidates) if candidates else frozenset()
+    events = split_payload(body, connected)
     result = IngestResult(received=len(events))
     now = utcnow()
     plans = _batchable(context, events, now)
@@ -75,6 +79,16 @@ async def ingest_payload(group: GroupCommit, context: IngestionContext, body: An
     for event in events:
         await _ingest_one(group.connections, context, event, result, now)
     return result
+
+
+async def _connected(connections: IngestionConnections, user_ids: list[str]) -> frozenset[str]:
+    """Which of these X users are connected accounts (a payload without for_user_id)."""
+    try:
+        async with connections.connect() as connection:
+            row = await fetch_one(connection.driver, sql.CONNECTED_USERS, {"user_ids": user_ids})
+    except DATABASE_ERRORS as exc:
+        raise ServiceUnavailable("the database is unavailable; retry the delivery") from exc
+    return frozenset(row[0] if row else ())
 
 
 def _batchable(
@@ -123,15 +137,23 @@ async def _ingest_one(
 def _record(result: IngestResult, event: IncomingEvent, applied: Applied) -> None:
     if applied.route is None:
         result.duplicates += 1
+        _count(event, "duplicate")
         return
     result.stored += 1
     if applied.route.account_id is None:
         result.unrouted += 1
+        _count(event, "unrouted")
         logger.info(
             "webhook.unrouted_event",
             extra={"for_user_id": event.for_user_id, "event_type": event.event_type.value},
         )
+    else:
+        _count(event, "stored")
     result.follow_up.extend(applied.follow_up)
+
+
+def _count(event: IncomingEvent, outcome: str) -> None:
+    metrics.WEBHOOK_EVENTS.inc(type=event.event_type.value, outcome=outcome)
 
 
 async def _store_failed(
@@ -155,9 +177,11 @@ async def _store_failed(
         raise ServiceUnavailable("the database is unavailable; retry the delivery") from exc
     if row is None:
         result.duplicates += 1  # a concurrent delivery of the same event got there first
+        _count(event, "duplicate")
         return
     result.stored += 1
     result.failed += 0 if unusable else 1
+    _count(event, "unusable" if unusable else "failed")
     logger.warning(
         "webhook.event_not_applied",
         extra={

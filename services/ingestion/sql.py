@@ -209,11 +209,12 @@ contact AS (
 message AS (
     INSERT INTO messages (
         id, merchant_id, created_at, updated_at, conversation_id, account_id, contact_id,
-        direction, type, content, attachments, is_from_bot, twitter_message_id, sent_at,
-        status)
+        direction, type, content, attachments, quick_reply, is_from_bot, twitter_message_id,
+        sent_at, status)
     SELECT %(message_id)s, todo.merchant_id, %(now)s, %(now)s, conversation.id,
         todo.account_id, contact.id, %(direction)s, 'text', %(content)s,
-        %(attachments)s::jsonb, false, %(twitter_message_id)s::varchar, %(at)s, %(status)s
+        %(attachments)s::jsonb, %(quick_reply)s::jsonb, false, %(twitter_message_id)s::varchar,
+        %(at)s, %(status)s
     FROM todo, conversation, contact
     RETURNING id, conversation_id
 )"""
@@ -377,3 +378,12 @@ READ = Statement("read", _READ_BODY)
 REVOKE = Statement("revoke", _REVOKE_BODY)
 NOTHING = Statement("nothing", _NOTHING_BODY)
 STORE_FAILED = NativeSQL.of(STORE_FAILED_SQL)
+
+# Which of these X users are connected accounts: routes a payload without for_user_id (the API
+# specification's own example) to the one its events are for.
+CONNECTED_USERS = NativeSQL.of(
+    """
+SELECT coalesce(array_agg(twitter_user_id), '{}') FROM x_accounts
+WHERE twitter_user_id = ANY(%(user_ids)s::varchar[]) AND disconnected_at IS NULL
+"""
+)

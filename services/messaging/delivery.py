@@ -28,6 +28,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from integrations.x import (
+    RateLimitScope,
     XClient,
     XCredentials,
     XError,
@@ -36,6 +37,7 @@ from integrations.x import (
     XRequestRejected,
     XUnauthorized,
 )
+from mktx import metrics
 from mktx.secrets import SecretBox
 from mktx.settings import Settings
 from models.account import XAccount
@@ -154,6 +156,11 @@ class _Run:
         self.token_refused: set[uuid.UUID] = set()
         self.media_retry: list[_Job] = []  # X refused their media: upload again, send again
         self.outcomes: dict[uuid.UUID, MessageOutcome] = {}
+        self.kinds: dict[uuid.UUID, str] = {}  # each claimed message's kind (the metrics')
+        self.settled_before: set[uuid.UUID] = set()  # outcomes an earlier run recorded
+        # What X answered 429 to in this run, until its reset: an account, or the whole app.
+        self.rate_limited: dict[uuid.UUID, XRateLimited] = {}
+        self.app_limited: XRateLimited | None = None
         self.credentials: dict[uuid.UUID, XCredentials | None] = {}
 
     # 1. Claim ---------------------------------------------------------------------------------
@@ -182,7 +189,9 @@ class _Run:
                     self._outcome(message_id, OutcomeState.skipped, Refusal.deleted.value)
                     continue
                 message, contact, account = found[message_id]
+                self.kinds[message_id] = str(message.kind or "unknown")
                 if message.twitter_message_id is not None:
+                    self.settled_before.add(message_id)
                     self._outcome(
                         message_id,
                         OutcomeState.sent,
@@ -191,6 +200,7 @@ class _Run:
                     )
                     continue
                 if message.status != MessageStatus.queued:
+                    self.settled_before.add(message_id)
                     self._outcome(message_id, OutcomeState.failed, message.error or "not sent")
                     continue
                 # A message an earlier attempt may have delivered is looked for at X before
@@ -206,13 +216,15 @@ class _Run:
                     self._refuse(message, account, *refused)
                     continue
                 assert contact is not None and credentials is not None
+                media_url, media_index = _media_of(message)
                 job = _Job(
                     message=message,
                     account=account,
                     recipient_id=contact.twitter_user_id,
                     credentials=credentials,
                     text=dm_text(message.content, message.attachments),
-                    **_media_of(message),
+                    media_url=media_url,
+                    media_index=media_index,
                 )
                 if look_first:
                     attempted.append(job)
@@ -310,6 +322,12 @@ class _Run:
     # 4. Send ----------------------------------------------------------------------------------
 
     async def send(self, job: _Job) -> None:
+        limited = self.app_limited or self.rate_limited.get(job.account.id)
+        if limited is not None:
+            # X said no until its reset (the account's window or 24 h cap, or the app's cap):
+            # the account's other DMs of this run wait for it too, unsent.
+            self._x_failed(job, limited, taken_unknown=False)
+            return
         try:
             sent = await asyncio.to_thread(
                 self.d._x.send_dm,
@@ -337,6 +355,13 @@ class _Run:
                 x_status=exc.status,
                 error_type=type(exc).__name__,
             )
+            return
+        except XRateLimited as exc:  # X certainly did not take it
+            if exc.scope is RateLimitScope.app_day:
+                self.app_limited = exc
+            else:
+                self.rate_limited[job.account.id] = exc
+            self._x_failed(job, exc, taken_unknown=False)
             return
         except XError as exc:
             self._x_failed(job, exc, taken_unknown=True)
@@ -369,14 +394,17 @@ class _Run:
             return
         if isinstance(exc, XRateLimited):
             self.not_taken.append(message_id)
-            self._wait(exc.reset_at, f"X rate limit: {exc.reason}")
+            self._wait(
+                exc.reset_at, f"X rate limit ({exc.scope.value}): {exc.reason}", "rate_limit"
+            )
         else:
             if not taken_unknown:
                 self.not_taken.append(message_id)
-            self._wait(utcnow() + UNAVAILABLE_PAUSE, f"X unavailable: {exc.reason}")
+            self._wait(utcnow() + UNAVAILABLE_PAUSE, f"X unavailable: {exc.reason}", "unavailable")
         self._outcome(message_id, OutcomeState.pending, exc.reason, exc.status, kind)
 
-    def _wait(self, until: datetime, reason: str) -> None:
+    def _wait(self, until: datetime, reason: str, cause: str) -> None:
+        metrics.SEND_WAITS.inc(reason=cause)
         if self.result.wait_until is None or until > self.result.wait_until:
             self.result.wait_until, self.result.wait_reason = until, reason
 
@@ -415,6 +443,11 @@ class _Run:
                 await self.on_settled(session, outcomes)
         self.result.outcomes = outcomes
         for outcome in outcomes:
+            if outcome.state is not OutcomeState.pending and (
+                outcome.message_id not in self.settled_before
+            ):
+                kind = self.kinds.get(outcome.message_id, "unknown")
+                metrics.DMS.inc(kind=kind, outcome=outcome.state.value)
             if outcome.state in (OutcomeState.sent, OutcomeState.failed, OutcomeState.skipped):
                 logger.info(
                     f"message.{outcome.state.value}",
@@ -423,8 +456,9 @@ class _Run:
         return self.result
 
 
-def _media_of(message: Message) -> dict[str, object]:
+def _media_of(message: Message) -> tuple[str | None, int]:
+    """The URL of the media X attaches to the message, and its index among the attachments."""
     found = attached_media(message.attachments)
     if found is None:
-        return {"media_url": None}
-    return {"media_url": str(found[1]["url"]), "media_index": found[0]}
+        return None, 0
+    return str(found[1]["url"]), found[0]

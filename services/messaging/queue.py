@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from mktx import metrics
 from mktx.settings import Settings
 from models.account import AccountStatus, XAccount
 from models.contact import Contact
@@ -31,7 +32,12 @@ from models.conversation import MAX_DM_TEXT, Conversation, ConversationStatus, M
 from models.db import utcnow
 from models.quota import SendKind
 from services.core.errors import InvalidState, RateLimited, ValidationFailed
-from services.messaging.quota import QuotaExhausted, limits_from_settings, reserve_batch_quota
+from services.messaging.quota import (
+    APP_DM_QUOTA,
+    QuotaExhausted,
+    limits_from_settings,
+    reserve_batch_quota,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +245,8 @@ async def queue_messages(
                 now=moment,
             )
             result.queued += wanted[: grant.granted]
+            if grant.granted < len(wanted):
+                metrics.SEND_WAITS.inc(reason="quota")
             for dm in wanted[grant.granted :]:
                 result.refused.append(
                     Refused(dm, Refusal.quota, str(grant.exhausted), account_id, grant.exhausted)
@@ -281,9 +289,13 @@ def _params(
 def quota_error(exc: QuotaExhausted) -> RateLimited:
     frees_at = exc.frees_at.isoformat()
     retry_after = max(1, math.ceil((exc.frees_at - utcnow()).total_seconds()))
+    whose = (
+        "the X app's direct message quota (every merchant's accounts together)"
+        if exc.kind == APP_DM_QUOTA
+        else f"this X account's {exc.kind} quota"
+    )
     return RateLimited(
-        f"this X account's {exc.kind} quota of {exc.limit} per 24 hours is spent; "
-        f"the next slot frees up at {frees_at}",
+        f"{whose} of {exc.limit} per 24 hours is spent; the next slot frees up at {frees_at}",
         retry_after=retry_after,
         details={
             "freesAt": frees_at,

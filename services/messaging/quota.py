@@ -1,9 +1,15 @@
 """The send ledger: every DM (inbox, campaign, flow, bot) reserves a slot of its X account's
 rolling 24-hour quota here first, atomically, so that no two senders overspend it together.
 
-This module owns the ledger: the per-account lock, pruning, both limits (the 24 h DM limit and
-the campaign limit), one-slot reservations (`reserve_send_quota`) and batches of them
-(`reserve_batch_quota`), and giving slots back."""
+This module owns the ledger: the per-account lock, pruning, the limits (the account's 24 h DM
+limit, its campaign limit and, when set, the app's 24 h DM cap that every merchant's accounts
+share), one-slot reservations (`reserve_send_quota`) and batches of them
+(`reserve_batch_quota`), and giving slots back.
+
+With the app-wide cap set, every reservation first takes the app's lock, then its account's:
+the one order every transaction takes them in (a transaction reserving for several accounts
+holds the app's lock from its first reservation), so they never deadlock, at the price of
+reservations queueing one at a time across the app."""
 
 from __future__ import annotations
 
@@ -27,6 +33,10 @@ WINDOW = timedelta(hours=24)
 class QuotaLimits:
     dm_per_24h: int
     campaign_per_24h: int
+    app_dm_per_24h: int | None = None  # every account of the app together; None: no cap
+
+
+APP_DM_QUOTA = "app direct message"  # the label of the app-wide cap (QuotaExhausted.kind)
 
 
 class QuotaExhausted(Exception):
@@ -48,6 +58,7 @@ class _Check:
     limit: int
     only_kind: SendKind | None  # None: every kind counts
     used: int
+    app_wide: bool = False  # counts every account's reservations, not only this account's
 
 
 async def _lock_and_count(
@@ -59,8 +70,20 @@ async def _lock_and_count(
 ) -> tuple[int, list[_Check]]:
     """Take the account's ledger lock (held until the transaction ends, so concurrent senders of
     one account queue here instead of overspending), prune, and answer how many slots of `kind`
-    are free now with the limits that apply: the 24 h DM limit, and for campaign sends the
-    campaign limit too."""
+    are free now with the limits that apply: the 24 h DM limit, for campaign sends the
+    campaign limit too, and the app's cap when it is set (its lock first: see the module)."""
+    checks: list[_Check] = []
+    if limits.app_dm_per_24h is not None:
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": "send-quota:app"},
+        )
+        used_app = (
+            await session.execute(
+                select(func.count()).where(col(SendReservation.reserved_at) > now - WINDOW)
+            )
+        ).scalar_one()
+        checks.append(_Check(APP_DM_QUOTA, limits.app_dm_per_24h, None, int(used_app), True))
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
         {"key": f"send-quota:{account_id}"},
@@ -77,7 +100,7 @@ async def _lock_and_count(
             )
         )
     ).one()
-    checks = [_Check("direct message", limits.dm_per_24h, None, int(used))]
+    checks.append(_Check("direct message", limits.dm_per_24h, None, int(used)))
     if kind is SendKind.campaign:
         checks.append(
             _Check("campaign", limits.campaign_per_24h, SendKind.campaign, int(used_campaign))
@@ -99,7 +122,11 @@ async def _exhausted(
         if used >= check.limit:
             since = now - WINDOW
             frees_at = await _nth_oldest_expiry(
-                session, account_id, since, used - check.limit, check.only_kind
+                session,
+                None if check.app_wide else account_id,
+                since,
+                used - check.limit,
+                check.only_kind,
             )
             return QuotaExhausted(account_id, check.limit, frees_at or now + WINDOW, check.label)
     raise ValueError("no limit is spent")
@@ -182,21 +209,22 @@ async def reserve_batch_quota(
 
 async def _nth_oldest_expiry(
     session: AsyncSession,
-    account_id: uuid.UUID,
+    account_id: uuid.UUID | None,
     since: datetime,
     offset: int,
     only_kind: SendKind | None,
 ) -> datetime | None:
+    """When the window loses its (offset+1)-th oldest reservation: of the account's, or of
+    the whole app's (`account_id` None)."""
     statement = (
         select(col(SendReservation.reserved_at))
-        .where(
-            col(SendReservation.account_id) == account_id,
-            col(SendReservation.reserved_at) > since,
-        )
+        .where(col(SendReservation.reserved_at) > since)
         .order_by(col(SendReservation.reserved_at))
         .offset(offset)
         .limit(1)
     )
+    if account_id is not None:
+        statement = statement.where(col(SendReservation.account_id) == account_id)
     if only_kind is not None:
         statement = statement.where(col(SendReservation.kind) == only_kind)
     reserved_at = (await session.execute(statement)).scalar_one_or_none()
@@ -258,5 +286,7 @@ async def quota_usage(session: AsyncSession, account_id: uuid.UUID) -> int:
 
 def limits_from_settings(settings: Settings) -> QuotaLimits:
     return QuotaLimits(
-        dm_per_24h=settings.dm_limit_per_24h, campaign_per_24h=settings.campaign_limit_per_24h
+        dm_per_24h=settings.dm_limit_per_24h,
+        campaign_per_24h=settings.campaign_limit_per_24h,
+        app_dm_per_24h=settings.app_dm_limit_per_24h,
     )

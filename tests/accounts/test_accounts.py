@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
+from sqlmodel import col
 from temporalio.client import Client
 
 from integrations.x import XClient, XCredentials, XInvalidCredentials
+from mktx.logs import JsonFormatter
 from mktx.secrets import SecretBox
 from mktx.settings import Settings
 from models.account import XAccount
@@ -23,6 +26,7 @@ from services.core.auth import Role
 from tests.conftest import Api
 from workflows import ids
 from workflows.accounts import AccountConnectWorkflow, AccountDisconnectWorkflow
+from workflows.contracts import accounts as accounts_contract
 from workflows.contracts.accounts import AccountConnectResult, ConnectOutcome
 
 
@@ -123,7 +127,9 @@ async def test_credentials_x_rejects_are_400_and_store_nothing(
     assert (await api.get("/accounts")).json()["pagination"]["total"] == 0
 
 
-async def test_a_revoked_token_cannot_connect(api: Api, x_admin: SandboxAdmin) -> None:
+async def test_a_revoked_token_cannot_connect(
+    api: Api, x_admin: SandboxAdmin, sessions: SessionMaker
+) -> None:
     user = await _x_user(x_admin)
     await x_admin.revoke(user.access_token)
     response = await api.post(
@@ -131,6 +137,17 @@ async def test_a_revoked_token_cannot_connect(api: Api, x_admin: SandboxAdmin) -
         json={"oauthToken": user.access_token, "oauthTokenSecret": user.access_token_secret},
     )
     assert response.status_code == 400
+    body = response.json()
+    assert (body["success"], body["code"]) == (False, "VALIDATION_ERROR")
+    assert body["details"]["field"] == "oauthToken"
+    # Nothing kept: no account to list, no row, no subscription at X.
+    assert (await api.get("/accounts")).json()["pagination"]["total"] == 0
+    async with sessions() as session:
+        rows = await session.execute(
+            select(func.count()).where(col(XAccount.merchant_id) == api.merchant.id)
+        )
+        assert rows.scalar_one() == 0
+    assert all(user.id not in users for users in (await x_admin.subscriptions()).values())
 
 
 async def test_an_x_account_connects_once_across_merchants(
@@ -160,7 +177,13 @@ async def test_list_filters_by_status_and_paginates(
     inactive = (await api.get("/accounts?status=inactive")).json()
     assert [a["id"] for a in inactive["data"]] == [first["id"]]
     page = (await api.get("/accounts?skip=1&take=1")).json()
-    assert page["pagination"] == {"page": 2, "limit": 1, "total": 2, "totalPages": 2}
+    assert page["pagination"] == {
+        "page": 2,
+        "limit": 1,
+        "total": 2,
+        "totalPages": 2,
+        "totalIsEstimate": False,
+    }
     assert len(page["data"]) == 1
     bad = await api.get("/accounts?status=sleeping")
     assert bad.status_code == 422 and bad.json()["details"]["field"] == "status"
@@ -181,7 +204,7 @@ async def test_statistics_count_the_accounts_rows(
         )
         session.add(conversation)
         await session.flush()
-        last_year = utcnow().replace(year=utcnow().year - 1)
+        last_year = utcnow() - timedelta(days=400)  # not this month, whatever today is
         await session.execute(
             insert(Message),
             [
@@ -400,9 +423,17 @@ async def test_tokens_are_never_logged(
     await api.delete(f"/accounts/{account['id']}")
     handle = temporal_client.get_workflow_handle(ids.account_disconnect_id(account["id"]))
     await asyncio.wait_for(handle.result(), timeout=60)
-    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    # Each record as the service writes it, and everything it carries.
+    logged = "\n".join(f"{JsonFormatter().format(r)} {r.__dict__}" for r in caplog.records)
     assert user.access_token not in logged
     assert user.access_token_secret not in logged
+    # ... and the capture did see what handled the tokens: the two requests, and the worker
+    # running the connect and disconnect workflows' activities.
+    requests = {(r.__dict__.get("method"), r.__dict__.get("path")) for r in caplog.records}
+    assert ("POST", "/api/v1/mkt-x/accounts") in requests
+    assert ("DELETE", f"/api/v1/mkt-x/accounts/{account['id']}") in requests
+    worker = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("temporalio"))
+    assert accounts_contract.SUBSCRIBE in worker and accounts_contract.REVOKE_TOKEN in worker
 
 
 async def test_viewer_reads_but_cannot_disconnect(api: Api, x_admin: SandboxAdmin) -> None:

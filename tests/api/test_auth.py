@@ -91,7 +91,13 @@ async def test_valid_token_is_accepted(api: Api) -> None:
     assert body == {
         "success": True,
         "data": [],
-        "pagination": {"page": 1, "limit": 20, "total": 0, "totalPages": 0},
+        "pagination": {
+            "page": 1,
+            "limit": 20,
+            "total": 0,
+            "totalPages": 0,
+            "totalIsEstimate": False,
+        },
     }
 
 

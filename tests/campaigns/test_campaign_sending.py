@@ -16,10 +16,11 @@ from models.account import XAccount
 from models.campaign import CampaignTestSend
 from models.contact import Contact
 from models.db import SessionMaker, utcnow
-from sandbox.admin import SandboxAdmin
+from sandbox.admin import LoggedRequest, SandboxAdmin
 from services.campaigns.links import REDIRECT_PREFIX
 from tests.campaigns.conftest import dms_per_person, make_world, recipients
 from tests.conftest import Api
+from tests.webhooks.conftest import eventually
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -134,14 +135,28 @@ async def test_rate_limit_bursts_and_outages_still_send_once(
     api: Api, x_admin: SandboxAdmin, sessions: SessionMaker
 ) -> None:
     world = await make_world(api, x_admin, sessions, recipients=6)
-    await x_admin.set_faults(burst429=2, retry_after_seconds=1, path_prefix="/2/dm_conversations")
+    dms = "/2/dm_conversations"
+
+    async def served(status: int) -> list[LoggedRequest]:
+        """What the sandbox answered this shop's DM calls with `status`, as a fault."""
+        answered = await x_admin.requests(path_prefix=dms, user_id=world.shop.id)
+        return [r for r in answered if r.status == status and r.fault]
+
+    await x_admin.set_faults(
+        burst429=2, retry_after_seconds=1, path_prefix=dms, user_id=world.shop.id
+    )
     campaign = await world.campaign()
     await world.start(campaign["id"])
-    await asyncio.sleep(0.5)
-    await x_admin.set_faults(error_rate=0.4, error_status=503, path_prefix="/2/dm_conversations")
-    await asyncio.sleep(1.5)
+    # X's burst of 429s was served to the campaign, then an outage (every call 503) is.
+    limited = await eventually(lambda: served(429), lambda rs: len(rs) >= 2, 30)
+    await x_admin.set_faults(
+        error_rate=1.0, error_status=503, path_prefix=dms, user_id=world.shop.id
+    )
+    outage = await eventually(lambda: served(503), lambda rs: len(rs) >= 2, 30)
     await x_admin.clear_faults()
     await world.wait_status(campaign["id"], "completed", timeout=45)
+
+    assert len(limited) == 2 and len(outage) >= 2
     assert await dms_per_person(x_admin, world) == {p.id: 1 for p in world.people}
     assert all(r.state == "sent" for r in await recipients(sessions, campaign["id"]))
 

@@ -156,7 +156,13 @@ async def test_list_order_and_pagination(
     first = await api.get("/contacts?take=2")
     body = first.json()
     assert [i["username"] for i in body["data"]] == ["recent", "older"]
-    assert body["pagination"] == {"page": 1, "limit": 2, "total": 3, "totalPages": 2}
+    assert body["pagination"] == {
+        "page": 1,
+        "limit": 2,
+        "total": 3,
+        "totalPages": 2,
+        "totalIsEstimate": False,
+    }
     second = (await api.get("/contacts?skip=2&take=2")).json()
     assert [i["id"] for i in second["data"]] == [quiet["id"]]
     assert second["pagination"]["page"] == 2
@@ -378,7 +384,13 @@ async def test_a_contacts_conversations(
     assert listed.status_code == 200, listed.text
     body = listed.json()
     assert [c["id"] for c in body["data"]] == [str(opened.id), str(closed.id)]
-    assert body["pagination"] == {"page": 1, "limit": 20, "total": 2, "totalPages": 1}
+    assert body["pagination"] == {
+        "page": 1,
+        "limit": 20,
+        "total": 2,
+        "totalPages": 1,
+        "totalIsEstimate": False,
+    }
     item = body["data"][1]
     assert item["contactId"] == contact["id"]
     assert item["accountId"] == str(account.id)
@@ -418,16 +430,40 @@ def _reads(contact_id: str) -> list[str]:
 
 
 async def test_viewers_read_and_agents_change(api: Api, account: XAccount) -> None:
-    contact = await make_contact(api, account.id, tags=["vip"])
-    for path in _reads(contact["id"]):
-        assert (await api.get(path, role=Role.viewer)).status_code == 200, path
-    for method, path, kwargs in _changes(contact["id"], account.id):
-        refused = await api.request(method, path, role=Role.viewer, **kwargs)
-        assert refused.status_code == 403, (method, path, refused.text)
+    contact = await make_contact(api, account.id, tags=["vip"], attributes={"tier": "gold"})
+    path = f"/contacts/{contact['id']}"
+    for read in _reads(contact["id"]):
+        assert (await api.get(read, role=Role.viewer)).status_code == 200, read
+    shown = (await api.get(path)).json()["data"]
+    assert (shown["tags"], shown["attributes"]) == (["vip"], {"tier": "gold"})
+    listed = (await api.get(f"/contacts?accountId={account.id}")).json()
+
+    for method, change, kwargs in _changes(contact["id"], account.id):
+        refused = await api.request(method, change, role=Role.viewer, **kwargs)
+        assert refused.status_code == 403, (method, change, refused.text)
         assert refused.json()["code"] == "FORBIDDEN"
-    for method, path, kwargs in _changes(contact["id"], account.id):
-        allowed = await api.request(method, path, role=Role.agent, **kwargs)
-        assert allowed.status_code == 200, (method, path, allowed.text)
+    # The viewer changed nothing: not the contact, nor the account's contacts (no import).
+    assert (await api.get(path)).json()["data"] == shown
+    assert (await api.get(f"/contacts?accountId={account.id}")).json() == listed
+
+    # The agent's changes happen, each as the agent then reads it.
+    put, tag, untag, attributes, erase, bulk = _changes(contact["id"], account.id)
+
+    async def as_agent(change: tuple[str, str, dict[str, Any]]) -> dict[str, Any] | None:
+        method, where, kwargs = change
+        allowed = await api.request(method, where, role=Role.agent, **kwargs)
+        assert allowed.status_code == 200, (method, where, allowed.text)
+        after = await api.get(path, role=Role.agent)
+        return after.json()["data"] if after.status_code == 200 else None  # type: ignore[no-any-return]
+
+    assert (await as_agent(put) or {})["displayName"] == "x"
+    assert set((await as_agent(tag) or {})["tags"]) == {"vip", "x"}
+    assert (await as_agent(untag) or {})["tags"] == ["x"]
+    assert (await as_agent(attributes) or {})["attributes"] == {}
+    assert await as_agent(erase) is None  # erased: 404
+    await as_agent(bulk)
+    found = (await api.get(f"/contacts?accountId={account.id}", role=Role.agent)).json()["data"]
+    assert [c["twitterUserId"] for c in found] == ["1"]
 
 
 async def test_another_merchant_finds_nothing(api: Api, other_api: Api, account: XAccount) -> None:

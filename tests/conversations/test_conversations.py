@@ -52,7 +52,13 @@ async def test_list_orders_by_latest_activity_with_contact_names_and_filters(
         older.id,
         quiet.id,
     ]
-    assert body["pagination"] == {"page": 1, "limit": 20, "total": 5, "totalPages": 1}
+    assert body["pagination"] == {
+        "page": 1,
+        "limit": 20,
+        "total": 5,
+        "totalPages": 1,
+        "totalIsEstimate": False,
+    }
     last = body["data"][-1]
     assert last["contact"] == {
         "username": quiet.customer.username,
@@ -75,7 +81,13 @@ async def test_list_orders_by_latest_activity_with_contact_names_and_filters(
     combined = await api.get(f"/conversations?accountId={shop.account_id}&status=open&take=2")
     page = combined.json()
     assert [c["id"] for c in page["data"]] == [newest.id, older.id]
-    assert page["pagination"] == {"page": 1, "limit": 2, "total": 3, "totalPages": 2}
+    assert page["pagination"] == {
+        "page": 1,
+        "limit": 2,
+        "total": 3,
+        "totalPages": 2,
+        "totalIsEstimate": False,
+    }
     second = (await api.get(f"/conversations?accountId={shop.account_id}&skip=2&take=2")).json()
     assert [c["id"] for c in second["data"]] == [older.id, quiet.id]
 
@@ -131,6 +143,7 @@ async def test_get_returns_messages_oldest_first_or_none(
         "type": "text",
         "content": "Hello, I have a question about my order",
         "attachments": [{"type": "image", "url": "https://example.com/a.png"}],
+        "quickReply": None,
         "isFromBot": False,
         "status": "received",
         "twitterMessageId": "9000",

@@ -89,7 +89,7 @@ async def test_one_media_per_dm_the_rest_go_as_links(
 async def test_an_image_only_message_needs_no_text(
     api: Api, x_admin: SandboxAdmin, sessions: SessionMaker
 ) -> None:
-    _, thread = await _thread(api, x_admin, sessions)
+    shop, thread = await _thread(api, x_admin, sessions)
     gif = {"type": "gif", "url": x_admin.media_url("thanks.gif", size=2_000)}
 
     response = await api.post(
@@ -97,17 +97,28 @@ async def test_an_image_only_message_needs_no_text(
     )
 
     assert response.status_code == 200, response.text
-    assert response.json()["data"]["content"] == ""
+    data = response.json()["data"]
+    assert data["content"] == "" and data["status"] == "sent"
     [dm] = await _received(x_admin, thread)
-    assert dm.text == "" and dm.media is not None and dm.media.category == "dm_gif"
+    assert dm.id == data["twitterMessageId"] and dm.text == ""
+    assert dm.media is not None and dm.media.category == "dm_gif"
+    assert dm.media.sha256 == digest("thanks.gif", "image/gif", 2_000)
+    [upload] = await x_admin.uploads(user_id=shop.user.id)
+    assert upload.id == dm.media.media_id
     # A link alone is text; a blank message with neither media nor text is still refused.
     empty = await api.post(
         f"/conversations/{thread.id}/messages",
         json={"content": "", "attachments": [{"type": "link", "url": "https://a.example/"}]},
     )
-    assert empty.status_code == 200
+    assert empty.status_code == 200, empty.text
     blank = await api.post(f"/conversations/{thread.id}/messages", json={"content": " "})
     assert blank.status_code == 400 and blank.json()["details"]["field"] == "content"
+    # What X got: the GIF alone, then the link as the DM's text; nothing for the blank one.
+    first, second = await _received(x_admin, thread)
+    assert first.id == dm.id
+    assert (second.text, second.media) == ("https://a.example/", None)
+    async with sessions() as session:
+        assert await quota_usage(session, uuid.UUID(shop.account_id)) == 2
 
 
 async def test_an_unreachable_attachment_fails_the_message_with_the_reason(

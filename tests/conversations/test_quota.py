@@ -194,4 +194,18 @@ async def test_campaign_sends_have_their_own_daily_cap(
     with pytest.raises(QuotaExhausted) as refused:
         await reserve(SendKind.campaign)
     assert refused.value.kind == "campaign" and refused.value.limit == 2
-    await reserve(SendKind.inbox)  # replies still have room in the DM quota
+    # Replies still have room in the DM quota, which the campaign sends count against too.
+    await reserve(SendKind.inbox)
+    await reserve(SendKind.flow)
+    await reserve(SendKind.inbox)
+    with pytest.raises(QuotaExhausted) as spent:
+        await reserve(SendKind.inbox)
+    assert spent.value.kind == "direct message" and spent.value.limit == 5
+    with pytest.raises(QuotaExhausted):
+        await reserve(SendKind.campaign)
+    async with sessions() as session:
+        assert await quota_usage(session, account_id) == 5
+        kinds = await session.execute(
+            select(SendReservation.kind).where(col(SendReservation.account_id) == account_id)
+        )
+        assert sorted(kinds.scalars().all()) == ["campaign", "campaign", "flow", "inbox", "inbox"]

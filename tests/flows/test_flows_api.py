@@ -136,7 +136,13 @@ async def test_list_filters_by_status_and_pages(
     active = (await api.get(PATH, params={"status": "active"})).json()
 
     assert [f["name"] for f in everything["data"]] == ["Third", "Second"]  # newest first
-    assert everything["pagination"] == {"page": 1, "limit": 2, "total": 3, "totalPages": 2}
+    assert everything["pagination"] == {
+        "page": 1,
+        "limit": 2,
+        "total": 3,
+        "totalPages": 2,
+        "totalIsEstimate": False,
+    }
     assert [f["name"] for f in rest["data"]] == ["First"]
     assert [f["name"] for f in drafts["data"]] == ["Third", "First"]
     assert [f["id"] for f in inactive["data"]] == [ids[1]]

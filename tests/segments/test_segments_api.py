@@ -4,18 +4,17 @@ roles, and another merchant's segments answering 404."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import update
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.contact import Contact
-from models.db import SessionMaker
-from models.segment import Segment
+from models.db import SessionMaker, utcnow
+from sandbox.admin import SandboxAdmin
 from services.core.auth import Role
-from services.segments import segments as segment_service
+from tests.campaigns.conftest import make_world
 from tests.conftest import Api
 from tests.segments.conftest import Seeded, account_row, contact_row, create_segment
 
@@ -62,7 +61,13 @@ async def test_list_counts_each_segment_of_the_page(api: Api, seeded: Seeded) ->
     body = response.json()
 
     assert response.status_code == 200
-    assert body["pagination"] == {"page": 1, "limit": 2, "total": 3, "totalPages": 2}
+    assert body["pagination"] == {
+        "page": 1,
+        "limit": 2,
+        "total": 3,
+        "totalPages": 2,
+        "totalIsEstimate": False,
+    }
     assert [s["contactCount"] for s in body["data"]] == [4, 1]  # newest first
     second = (await api.get("/segments", params={"take": 2, "skip": 2})).json()["data"]
     assert [s["contactCount"] for s in second] == [2]
@@ -157,36 +162,33 @@ async def test_delete_then_gone(api: Api) -> None:
     assert (await api.get(f"/segments/{segment['id']}")).status_code == 404
 
 
-@pytest.fixture
-def in_use_by_campaign() -> Iterator[set[uuid.UUID]]:
-    """A campaign-like usage check, registered the way campaigns register theirs."""
-    used: set[uuid.UUID] = set()
-
-    async def check(session: AsyncSession, segment: Segment) -> Sequence[str]:
-        return ["campaign 'January Promotion' (running)"] if segment.id in used else []
-
-    segment_service.register_usage_check(check)
-    yield used
-    segment_service.unregister_usage_check(check)
-
-
 async def test_delete_of_a_segment_in_use_is_a_conflict(
-    api: Api, in_use_by_campaign: set[uuid.UUID]
+    api: Api, x_admin: SandboxAdmin, sessions: SessionMaker
 ) -> None:
-    segment = await create_segment(api, [VIP])
+    """A scheduled campaign on the segment (the real usage check campaigns register)."""
+    world = await make_world(api, x_admin, sessions, recipients=1)
+    later = (utcnow() + timedelta(days=10)).isoformat()
+    campaign = await world.campaign(name="January Promotion", schedule={"startAt": later})
+    assert (await world.start(campaign["id"]))["status"] == "scheduled"
+    draft = await world.campaign(name="Not yet")  # a draft uses nothing yet
     free = await create_segment(api, [])
-    in_use_by_campaign.add(uuid.UUID(segment["id"]))
+    path = f"/segments/{world.segment_id}"
 
-    response = await api.delete(f"/segments/{segment['id']}")
+    response = await api.delete(path)
 
     assert response.status_code == 409
     body = response.json()
     assert body["code"] == "CONFLICT"
-    assert body["details"]["usedBy"] == ["campaign 'January Promotion' (running)"]
-    assert (await api.get(f"/segments/{segment['id']}")).status_code == 200
+    assert body["error"] == "segment is used by campaign 'January Promotion' (scheduled)"
+    assert body["details"]["id"] == world.segment_id
+    assert body["details"]["usedBy"] == ["campaign 'January Promotion' (scheduled)"]
+    assert draft["status"] == "draft"
+    assert (await api.get(path)).status_code == 200
     # updating a segment in use stays allowed: each campaign run re-evaluates it
-    assert (await api.put(f"/segments/{segment['id']}", json={"name": "New"})).status_code == 200
+    assert (await api.put(path, json={"name": "New"})).status_code == 200
+    assert (await api.get(path)).json()["data"]["name"] == "New"
     assert (await api.delete(f"/segments/{free['id']}")).status_code == 200
+    assert (await api.get(f"/segments/{free['id']}")).status_code == 404
 
 
 async def test_another_merchant_gets_404_everywhere(api: Api, other_api: Api) -> None:
@@ -231,6 +233,9 @@ async def test_only_marketing_may_change_segments(api: Api, seeded: Seeded, role
     assert [r.status_code for r in changes] == [403] * 3
     assert all(r.json()["code"] == "FORBIDDEN" for r in changes)
     assert [r.status_code for r in reads] == [200] * 3
+    # Nothing changed: no segment added, this one neither renamed nor deleted.
+    assert [s["id"] for s in (await api.get("/segments")).json()["data"]] == [segment["id"]]
+    assert (await api.get(path)).json()["data"] == reads[1].json()["data"] == segment
 
 
 async def test_contacts_of_another_merchant_never_count(

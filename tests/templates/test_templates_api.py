@@ -4,15 +4,15 @@ update/delete and their 409, roles, and another merchant's templates answering 4
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.template import Template
+from models.db import SessionMaker, utcnow
+from sandbox.admin import SandboxAdmin
 from services.core.auth import Role
-from services.templates import templates as template_service
+from tests.campaigns.conftest import make_world
 from tests.conftest import Api
 
 WELCOME = {
@@ -184,7 +184,13 @@ async def test_list_filters_by_type_and_name_with_pagination(api: Api) -> None:
 
     assert [t["name"] for t in quick["data"]] == ["Feedback"]
     assert [t["name"] for t in welcome["data"]] == ["Welcome back", "Welcome Message"]
-    assert page["pagination"] == {"page": 2, "limit": 3, "total": 4, "totalPages": 2}
+    assert page["pagination"] == {
+        "page": 2,
+        "limit": 3,
+        "total": 4,
+        "totalPages": 2,
+        "totalIsEstimate": False,
+    }
     assert [t["name"] for t in page["data"]] == ["Welcome Message"]
     assert _error(bad)["details"]["field"] == "type"
 
@@ -241,37 +247,53 @@ async def test_delete_then_gone(api: Api) -> None:
     assert (await api.get(f"/templates/{template['id']}")).status_code == 404
 
 
-@pytest.fixture
-def in_use_by_campaign() -> Iterator[set[uuid.UUID]]:
-    """A campaign-like usage check, registered the way campaigns register theirs."""
-    used: set[uuid.UUID] = set()
-
-    async def check(session: AsyncSession, template: Template) -> Sequence[str]:
-        return ["campaign 'January Promotion' (scheduled)"] if template.id in used else []
-
-    template_service.register_usage_check(check)
-    yield used
-    template_service.unregister_usage_check(check)
-
-
 async def test_update_and_delete_of_a_template_in_use_conflict(
-    api: Api, in_use_by_campaign: set[uuid.UUID]
+    api: Api, x_admin: SandboxAdmin, sessions: SessionMaker
 ) -> None:
-    template = await _create(api, WELCOME)
+    """A scheduled campaign and an active flow on the template (the real usage checks)."""
+    world = await make_world(api, x_admin, sessions, recipients=1)
+    later = (utcnow() + timedelta(days=10)).isoformat()
+    campaign = await world.campaign(name="January Promotion", schedule={"startAt": later})
+    assert (await world.start(campaign["id"]))["status"] == "scheduled"
+    flow = await api.post(
+        "/automation/flows",
+        json={
+            "name": "Welcome",
+            "trigger": {"type": "manual", "config": {}},
+            "nodes": [
+                {
+                    "id": "hello",
+                    "type": "send_message",
+                    "config": {"templateId": world.template_id, "variables": {"shop": "Ao"}},
+                }
+            ],
+            "connections": [],
+        },
+    )
+    assert flow.status_code == 200, flow.text
+    flow_id = flow.json()["data"]["id"]
+    assert (await api.post(f"/automation/flows/{flow_id}/activate")).status_code == 200
     free = await _create(api, QUICK)
-    in_use_by_campaign.add(uuid.UUID(template["id"]))
-    path = f"/templates/{template['id']}"
+    path = f"/templates/{world.template_id}"
+    before = (await api.get(path)).json()["data"]
 
     updated = _error(await api.put(path, json={"name": "Renamed"}), 409)
     deleted = _error(await api.delete(path), 409)
 
+    users = ["campaign 'January Promotion' (scheduled)", "flow 'Welcome' (active)"]
     for body in (updated, deleted):
         assert body["code"] == "CONFLICT"
-        assert body["details"]["usedBy"] == ["campaign 'January Promotion' (scheduled)"]
-    assert (await api.get(path)).json()["data"]["name"] == "Welcome Message"
-    assert (await api.post(f"{path}/preview", json={"variables": {}})).status_code == 422
+        assert body["details"]["id"] == world.template_id
+        assert sorted(body["details"]["usedBy"]) == users
+        assert all(user in body["error"] for user in users)
+    assert (await api.get(path)).json()["data"] == before
     assert (await api.put(f"/templates/{free['id']}", json={"name": "x"})).status_code == 200
     assert (await api.delete(f"/templates/{free['id']}")).status_code == 200
+
+    # The flow let go of it: only the campaign holds it now.
+    assert (await api.post(f"/automation/flows/{flow_id}/deactivate")).status_code == 200
+    still = _error(await api.put(path, json={"name": "Renamed"}), 409)
+    assert still["details"]["usedBy"] == users[:1]
 
 
 async def test_another_merchant_gets_404_everywhere(api: Api, other_api: Api) -> None:
@@ -311,3 +333,6 @@ async def test_only_marketing_may_change_templates(api: Api, role: Role) -> None
     assert [r.status_code for r in changes] == [403] * 3
     assert all(r.json()["code"] == "FORBIDDEN" for r in changes)
     assert [r.status_code for r in reads] == [200] * 3
+    # Nothing changed: no template added, this one neither renamed nor deleted.
+    assert [t["id"] for t in (await api.get("/templates")).json()["data"]] == [template["id"]]
+    assert (await api.get(path)).json()["data"] == template

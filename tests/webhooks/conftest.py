@@ -166,16 +166,28 @@ async def post_signed(
 # Reading what happened -----------------------------------------------------------------------
 
 
+class NeverHappened(AssertionError):
+    """What `eventually` waited for did not happen in time."""
+
+
 async def eventually(
     probe: Callable[[], Awaitable[T]],
     until: Callable[[T], bool],
     timeout: float = 15.0,
 ) -> T:
+    """The first value of `probe()` for which `until` holds, probed every 0.1 s; fails the
+    test (NeverHappened, with the last value probed) when none has within `timeout` seconds.
+    To show that something does *not* happen, wait a settle time and assert, not this."""
     deadline = time.monotonic() + timeout
     while True:
         value = await probe()
-        if until(value) or time.monotonic() > deadline:
+        if until(value):
             return value
+        if time.monotonic() > deadline:
+            shown = repr(value)
+            if len(shown) > 2000:
+                shown = shown[:2000] + "..."
+            raise NeverHappened(f"not so after {timeout:g} s; last value: {shown}")
         await asyncio.sleep(0.1)
 
 

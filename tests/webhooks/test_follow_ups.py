@@ -293,7 +293,7 @@ async def test_an_event_nobody_waits_for_records_nothing(
 # A maintenance run that carries out follow-ups only (the other sweeps would act on whatever
 # other tests left in the shared database).
 FOLLOW_UPS_ONLY = MaintenanceInput(
-    reprocess_limit=0, outbound_limit=0, owed_limit=0, flow_exit_limit=0
+    reprocess_limit=0, outbound_limit=0, owed_limit=0, flow_exit_limit=0, retention_batch=0
 )
 
 

@@ -82,8 +82,8 @@ async def test_an_inbound_dm_makes_a_contact_a_conversation_and_a_message(
     assert message["status"] == "received"
     assert message["content"] == "Hello, where is my order?"
     assert message["twitterMessageId"] == delivery.event_id
-    assert message["attachments"] == [
-        {"type": "photo", "url": "https://pbs.example/media/777.jpg", "mediaId": "777"}
+    assert message["attachments"] == [  # X's `photo` in the words of outbound attachments
+        {"type": "image", "url": "https://pbs.example/media/777.jpg", "mediaId": "777"}
     ]
 
     (raw,) = await raw_events(sessions, shop.x_id)
@@ -127,7 +127,7 @@ async def test_a_second_dm_reuses_the_conversation_and_refreshes_the_profile(
     assert conversation.last_message_at == contact.last_interaction_at
     messages = await messages_of(sessions, shop.account_id)
     assert [m.content for m in messages] == ["one", "two"]
-    assert messages[1].attachments == [{"type": "url", "url": "https://shop.example/item/1"}]
+    assert messages[1].attachments == [{"type": "link", "url": "https://shop.example/item/1"}]
 
 
 async def test_a_dm_after_the_conversation_closed_opens_a_new_one(

@@ -8,7 +8,14 @@ from mktx.settings import Settings
 from models.db import SessionMaker
 from sandbox.admin import ReceivedDM, SandboxAdmin, SandboxUser
 from tests.conftest import Api
-from tests.webhooks.conftest import Shop, contacts_of, eventually, inbound, post_signed
+from tests.webhooks.conftest import (
+    Shop,
+    contacts_of,
+    eventually,
+    inbound,
+    messages_of,
+    post_signed,
+)
 
 # Long enough for a second (wrong) confirmation to have been sent too.
 SETTLE_SECONDS = 1.5
@@ -40,12 +47,12 @@ async def test_stop_opts_out_once_and_start_opts_back_in(
     shown = (await api.get(f"/contacts/{contact.id}")).json()["data"]
     assert shown["optedOut"] is True
 
-    sent = await eventually(
+    first = await eventually(
         lambda: _confirmations(x_admin, shop, customer), lambda dms: len(dms) >= 1
     )
-    await asyncio.sleep(SETTLE_SECONDS)
-    sent = await _confirmations(x_admin, shop, customer)
-    assert [dm.text for dm in sent] == [settings.opt_out_confirmation]
+    assert [dm.text for dm in first] == [settings.opt_out_confirmation]
+    await asyncio.sleep(SETTLE_SECONDS)  # X's second delivery confirms nothing more
+    assert await _confirmations(x_admin, shop, customer) == first
 
     # STOP again (a new message, not a retry): already opted out, no second confirmation.
     assert (await post_signed(api.client, inbound(shop, customer, "STOP"))).status_code == 200
@@ -57,15 +64,15 @@ async def test_stop_opts_out_once_and_start_opts_back_in(
     assert delivery.webhook_status == 200
     (contact,) = await contacts_of(sessions, shop.account_id)
     assert contact.opted_out is False and contact.opted_out_at is None
-    sent = await eventually(
+    both = await eventually(
         lambda: _confirmations(x_admin, shop, customer), lambda dms: len(dms) >= 2
     )
-    await asyncio.sleep(SETTLE_SECONDS)
-    sent = await _confirmations(x_admin, shop, customer)
-    assert [dm.text for dm in sent] == [
+    assert [dm.text for dm in both] == [
         settings.opt_out_confirmation,
         settings.opt_in_confirmation,
     ]
+    await asyncio.sleep(SETTLE_SECONDS)
+    assert await _confirmations(x_admin, shop, customer) == both
 
     # The confirmations are outbound messages of the conversation, like any other send.
     conversation_id = (await api.get("/conversations")).json()["data"][0]["id"]
@@ -82,9 +89,26 @@ async def test_stop_opts_out_once_and_start_opts_back_in(
 
 
 async def test_a_message_merely_containing_stop_changes_nothing(
-    api: Api, shop: Shop, customer: SandboxUser, sessions: SessionMaker
+    api: Api,
+    shop: Shop,
+    customer: SandboxUser,
+    x_admin: SandboxAdmin,
+    sessions: SessionMaker,
+    settings: Settings,
 ) -> None:
-    for text in ("please stop sending me the catalogue", "STOP!", "stopp"):
+    texts = ("please stop sending me the catalogue", "STOP!", "stopp")
+    for text in texts:
         assert (await post_signed(api.client, inbound(shop, customer, text))).status_code == 200
     (contact,) = await contacts_of(sessions, shop.account_id)
-    assert contact.opted_out is False
+    assert contact.opted_out is False and contact.opted_out_at is None
+    shown = (await api.get(f"/contacts/{contact.id}")).json()["data"]
+    assert shown["optedOut"] is False
+    # Stored as the customer's messages, and no confirmation DM went out for any of them...
+    assert [m.content for m in await messages_of(sessions, shop.account_id)] == list(texts)
+    await asyncio.sleep(SETTLE_SECONDS)
+    assert await _confirmations(x_admin, shop, customer) == []
+
+    # ... where the keyword itself gets one (so the wait above was not in vain).
+    assert (await post_signed(api.client, inbound(shop, customer, "STOP"))).status_code == 200
+    confirmed = await eventually(lambda: _confirmations(x_admin, shop, customer), bool)
+    assert [dm.text for dm in confirmed] == [settings.opt_out_confirmation]

@@ -1,7 +1,8 @@
 """Contracts of `MaintenanceWorkflow`, run by the worker's Temporal Schedule `mktx-maintenance`,
-and of its two sweeps of its own: stored webhook events applied again, and deliveries of
-messages left `queued` started. (The follow-ups sweep's contracts are in contact_events.py,
-the owed starts' in owed_starts.py.)"""
+and of its sweeps of its own: stored webhook events applied again, deliveries of messages left
+`queued` started, flow runs of unusable accounts ended, and what is past its retention window
+pruned. (The follow-ups sweep's contracts are in contact_events.py, the owed starts' in
+owed_starts.py.)"""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from workflows.contracts.owed_starts import OwedStartsReport
 REPROCESS_WEBHOOK_EVENTS = "maintenance.reprocess_webhook_events"
 SWEEP_OUTBOUND = "maintenance.sweep_outbound"
 EXIT_FLOW_RUNS = "maintenance.exit_flow_runs"
+PRUNE_RETAINED = "maintenance.prune_retained"
 
 # ApplicationError type of a run in which a sweep failed (the Web UI shows it).
 MAINTENANCE_FAILED = "MaintenanceFailed"
@@ -27,6 +29,10 @@ OUTBOUND_GRACE_SECONDS = 120.0
 OUTBOUND_LIMIT = 500
 # Flow runs of unusable accounts ended per run.
 FLOW_EXIT_LIMIT = 1000
+# Retention: rows deleted per statement (one short transaction each), and statements per
+# table and run; a run deletes at most their product of each table, the next run goes on.
+RETENTION_BATCH = 1000
+RETENTION_BATCHES = 10
 
 
 class ReprocessInput(BaseModel):
@@ -65,6 +71,22 @@ class FlowExitsInput(BaseModel):
     limit: int = FLOW_EXIT_LIMIT
 
 
+class RetentionInput(BaseModel):
+    batch: int = RETENTION_BATCH
+    max_batches: int = RETENTION_BATCHES
+
+
+class RetentionReport(BaseModel):
+    """One pass of services/maintenance/retention.py: rows deleted per table."""
+
+    webhook_events: int = 0  # raw events past MKTX_RAW_EVENT_RETENTION_DAYS (follow-ups go too)
+    opens_recorded: int = 0  # campaign recipients whose open was kept before its receipt went
+    follow_ups: int = 0  # done follow-ups of events from no webhook (tags), past the same window
+    ledger_rows: int = 0  # quota reservations no 24 h window can see any more
+    llm_calls: int = 0  # records of model calls past MKTX_LLM_CALL_RETENTION_DAYS
+    more: bool = False  # a table still holds rows past its window: the next run goes on
+
+
 class MaintenanceInput(BaseModel):
     reprocess_limit: int = REPROCESS_LIMIT
     follow_up_limit: int = contact_events.FOLLOW_UP_LIMIT
@@ -73,6 +95,8 @@ class MaintenanceInput(BaseModel):
     owed_grace_seconds: float = owed_starts.GRACE_SECONDS
     owed_limit: int = owed_starts.LIMIT
     flow_exit_limit: int = FLOW_EXIT_LIMIT
+    retention_batch: int = RETENTION_BATCH  # 0: no pruning in this run
+    retention_batches: int = RETENTION_BATCHES
 
 
 class MaintenanceResult(BaseModel):
@@ -81,3 +105,4 @@ class MaintenanceResult(BaseModel):
     outbound: SweepReport | None = None
     owed_starts: OwedStartsReport | None = None
     flow_runs_exited: int | None = None  # runs of accounts no longer usable, ended
+    retention: RetentionReport | None = None
