@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from models.db import SessionMaker
 from services.analytics.periods import parse_period
+from services.analytics.rollups import ASSIGNEE_COUNTERS, COUNTERS
 from tests.analytics.conftest import NY, History
 
 # Each rollup summed by its key (deltas and folded rows alike), zero sums left out; the facts.
@@ -28,34 +29,8 @@ SNAPSHOTS = {
     "GROUP BY 1, 2",
 }
 VALUES = {
-    "counts": (
-        "contacts_known",
-        "contacts_new",
-        "new_inbound_message",
-        "new_follower",
-        "new_import",
-        "new_manual",
-        "new_other",
-        "conversations_started",
-        "conversations_closed",
-        "inbound",
-        "outbound",
-        "bot_replies",
-        "human_answered",
-        "human_ms",
-        "bot_answered",
-        "bot_ms",
-        "campaign_sent",
-        "flow_runs",
-        "ai_sessions",
-        "escalations",
-        "sla_breaches",
-        "llm_calls",
-        "prompt_tokens",
-        "completion_tokens",
-        "cost",
-    ),
-    "assignees": ("conversations", "human_answered", "human_ms", "bot_answered", "bot_ms"),
+    "counts": COUNTERS,
+    "assignees": ASSIGNEE_COUNTERS,
     "bins": ("waits",),
     "returns": ("contacts",),
     "tags": ("contacts",),

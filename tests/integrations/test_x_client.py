@@ -7,7 +7,7 @@ import pickle
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -32,8 +32,8 @@ from integrations.x import (
 )
 from mktx.settings import Environment, Settings
 from sandbox.admin import SandboxAdmin, SandboxUser
-from sandbox.app import SandboxConfig
-from sandbox.server import RunningSandbox, start_sandbox_thread
+from sandbox.server import RunningSandbox
+from tests.integrations.conftest import own_sandbox
 
 KEY = "x-client-test-key"
 SECRET = "x-client-test-secret"
@@ -44,22 +44,8 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[RunningSandbox]:
-    config = SandboxConfig(
-        consumer_key=KEY,
-        consumer_secret=SECRET,
-        webhook_id=WEBHOOK_ID,
-        webhook_url="http://127.0.0.1:9/nowhere",
-        seed_demo=False,
-    )
-    with start_sandbox_thread(config) as running:
+    with own_sandbox(KEY, SECRET, WEBHOOK_ID) as running:
         yield running
-
-
-@pytest.fixture
-async def admin(emulator: RunningSandbox) -> AsyncIterator[SandboxAdmin]:
-    admin = emulator.admin
-    yield admin
-    await admin.clear_faults()
 
 
 @pytest.fixture
