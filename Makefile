@@ -11,7 +11,7 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 # litellm fetches its model price map from the network at import unless told to use its own copy.
 export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 
-.PHONY: venv dev test bench lint clean
+.PHONY: venv dev test test-e2e test-faults bench lint clean
 
 venv: $(STAMP)
 
@@ -27,8 +27,19 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 dev: venv
 	$(VENV)/bin/mkt-x dev
 
+# The end-to-end tests of `mkt-x dev` (the dev stack, the Postman collection run by newman) and
+# the fault matrix each start whole stacks of their own: they run in their own targets (.ci/run
+# runs all three), so that `make test` stays well under ten minutes on two cores.
 test: venv
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -m "not devstack"
+
+test-e2e: venv
+	$(VENV)/bin/python -m pytest -q -m devstack
+
+# The fault matrix (tests/faults/, left out of `make test`): each test starts its own PostgreSQL,
+# Temporal, worker and API processes and kills or restarts one of them under load.
+test-faults: venv
+	$(VENV)/bin/python -m pytest -q -m faults tests/faults
 
 bench: venv
 	$(VENV)/bin/python -m bench
@@ -46,3 +57,11 @@ lint: venv
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -path ./.mkt-x -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Schemathesis over the whole OpenAPI document for longer than `make test` does (every phase,
+# stateful included, more examples): FUZZ_SECONDS=600 make fuzz for a deeper run.
+FUZZ_SECONDS ?= 300
+.PHONY: fuzz
+fuzz: venv
+	MKTX_FUZZ_SECONDS=$(FUZZ_SECONDS) $(VENV)/bin/python -m pytest -q -s \
+		tests/api/test_openapi_conformance.py -k schemathesis

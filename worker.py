@@ -33,6 +33,7 @@ from mktx.logs import configure_logging
 from mktx.secrets import SecretBox
 from mktx.settings import Settings, load_settings
 from mktx.temporal import connect_temporal, ensure_search_attributes, metrics_runtime
+from mktx.tracing import WORKER_SERVICE, configure_tracing
 from models.db import SessionMaker, make_engine, make_sessionmaker
 from services.maintenance.schedule import ensure_maintenance_schedule
 
@@ -43,9 +44,15 @@ logger = logging.getLogger("worker")
 # hold them to it): shared with the sandbox instead of being imported afresh for every workflow
 # it starts, which costs milliseconds per workflow (a flood of new followers starting flows).
 # Each workflow's own module is still imported in the sandbox, under its restrictions.
+# OpenTelemetry, which the tracing interceptor uses inside workflows when tracing is on, must be
+# the host's: its context is process state (and reimporting it would cost each workflow).
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "workflows.contracts", "workflows.delivering", "workflows.retry", "workflows.ids"
+        "workflows.contracts",
+        "workflows.delivering",
+        "workflows.retry",
+        "workflows.ids",
+        "opentelemetry",
     )
 )
 
@@ -111,6 +118,8 @@ async def run(settings: Settings) -> None:
 def main(settings: Settings | None = None) -> int:
     settings = settings or load_settings()
     configure_logging(settings.log_level)
+    # Before the client is connected: its interceptor traces the workflows and activities.
+    configure_tracing(WORKER_SERVICE)
     asyncio.run(run(settings))
     return 0
 

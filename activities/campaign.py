@@ -23,7 +23,7 @@ from models.db import SessionMaker
 from models.template import Template
 from services.campaigns import delivery
 from services.campaigns.batches import claim_batch
-from services.messaging.delivery import Delivery
+from services.messaging.delivery import Delivery, claim_lease
 from workflows.contracts import campaigns as contract
 from workflows.contracts.campaigns import (
     BatchResult,
@@ -136,6 +136,7 @@ class CampaignActivities:
                 concurrency=request.concurrency,
                 on_settled=delivery.settle_recipients,
                 beat=beat,
+                lease=claim_lease(activity.info().heartbeat_timeout),
             )
             _count(result, delivered)
         async with self._sessions() as session:

@@ -1,7 +1,7 @@
 """The maintenance sweeps as activities: stored webhook events to apply again, what ingested
 events still owe the workflows waiting on their contacts, outbound messages whose delivery was
-never started, workflows committed rows still wait for, flow runs of unusable accounts, and
-what is past its retention window (workflows/maintenance.py runs them)."""
+never started, workflows committed rows still wait for, flow runs of unusable accounts, the
+analytics deltas to fold, and what is past its retention window (workflows/maintenance.py runs them)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from temporalio.client import Client
 from activities.deps import WorkerDeps
 from models.db import utcnow
 from services.accounts import lifecycle as account_lifecycle
+from services.analytics.rebuild import fold_some
 from services.campaigns import starts as campaign_starts
 from services.flows import exits as flow_exits
 from services.ingestion import (
@@ -33,10 +34,13 @@ from workflows.contracts.contact_events import (
 )
 from workflows.contracts.maintenance import (
     EXIT_FLOW_RUNS,
+    FOLD_ANALYTICS,
     PRUNE_RETAINED,
     REPROCESS_WEBHOOK_EVENTS,
     SWEEP_OUTBOUND,
     FlowExitsInput,
+    FoldInput,
+    FoldReport,
     ReprocessInput,
     ReprocessReport,
     RetentionInput,
@@ -109,6 +113,12 @@ class MaintenanceActivities:
             self._deps.sessions, self._deps.temporal, request.limit
         )
 
+    @activity.defn(name=FOLD_ANALYTICS)
+    async def fold_analytics(self, request: FoldInput) -> FoldReport:
+        """Fold the analytics deltas the triggers appended (services/analytics/rebuild.py)."""
+        folded, more = await fold_some(self._deps.sessions, request.budget)
+        return FoldReport(folded=folded, more=more)
+
     @activity.defn(name=PRUNE_RETAINED)
     async def prune_retained(self, request: RetentionInput) -> RetentionReport:
         """Delete what is past its retention window, in batches (services/maintenance/
@@ -132,5 +142,6 @@ def build(deps: WorkerDeps, triggers: TriggerRegistry | None = None) -> list[Cal
         maintenance.sweep_outbound,
         maintenance.start_owed_workflows,
         maintenance.exit_flow_runs,
+        maintenance.fold_analytics,
         maintenance.prune_retained,
     ]

@@ -13,7 +13,7 @@ from temporalio import activity
 from activities.deps import WorkerDeps
 from models.db import SessionMaker
 from services.messaging import record_failed
-from services.messaging.delivery import Delivery
+from services.messaging.delivery import Delivery, claim_lease
 from workflows.contracts import messaging as contract
 from workflows.contracts.messaging import DeliverInput, DeliveryResult, RecordFailureInput
 
@@ -54,6 +54,7 @@ class MessagingActivities:
                 media=request.media,
                 concurrency=request.concurrency,
                 beat=beat,
+                lease=claim_lease(activity.info().heartbeat_timeout),
             )
         finally:
             alive.cancel()

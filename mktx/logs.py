@@ -1,15 +1,28 @@
-"""Structured JSON logs on stderr, with the request id of the HTTP request being served."""
+"""Structured JSON logs on stderr, with the request id of the HTTP request being served and,
+where tracing is on (mktx.tracing), the ids of the current span."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+# The (trace id, span id) of the current span, or None: set by mktx.tracing when tracing is
+# on, so that logging imports nothing of OpenTelemetry and costs nothing more when it is off.
+_span_ids: Callable[[], tuple[str, str] | None] | None = None
+
+
+def use_span_ids(source: Callable[[], tuple[str, str] | None] | None) -> None:
+    """Log lines carry `trace_id` and `span_id` as `source` gives them (None: no more)."""
+    global _span_ids
+    _span_ids = source
+
 
 # Attributes every LogRecord has; anything else came in through `extra=` and is logged as a field.
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
@@ -61,6 +74,8 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
+        if _span_ids is not None and (ids := _span_ids()) is not None:
+            entry["trace_id"], entry["span_id"] = ids
         for key, value in record.__dict__.items():
             key = str(key)  # `extra` is any mapping; its keys are not always strings
             if key not in _STANDARD_ATTRS and not key.startswith("_"):

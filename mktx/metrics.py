@@ -107,7 +107,7 @@ DMS = Counter(
 SEND_WAITS = Counter(
     "mktx_send_waits",
     "Sends put off, by reason: quota (the merchant's or account's window is spent), "
-    "rate_limit (X's limits), unavailable (X down)",
+    "rate_limit (X's limits), unavailable (X down), claimed (another attempt holds the DM)",
     ("reason",),
 )
 FLOW_RUNS = Counter(

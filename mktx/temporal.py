@@ -13,7 +13,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from mktx import metrics
+from mktx import metrics, tracing
 from mktx.settings import Settings
 from workflows.ids import SEARCH_ATTRIBUTES
 
@@ -21,11 +21,14 @@ logger = logging.getLogger(__name__)
 
 
 async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """Where tracing is on, the client traces its calls, and a worker built on it its
+    workflows and activities (the same interceptor)."""
     return await Client.connect(
         settings.require_temporal_address(),
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
         runtime=runtime,
+        interceptors=tracing.temporal_interceptors(),
     )
 
 

@@ -9,7 +9,8 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import field_validator, model_validator
+from pydantic import Field as PydanticField
+from pydantic import JsonValue, field_validator, model_validator
 from sqlalchemy import Column, DateTime, Index, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
@@ -79,9 +80,17 @@ class XAccount(TenantRow, table=True):
 _TOKEN_PATTERN = re.compile(r"^[\x21-\x7e]{1,512}$")  # printable ASCII, no spaces
 
 
+_TOKEN_SCHEMA: dict[str, JsonValue] = {
+    "pattern": _TOKEN_PATTERN.pattern,
+    "minLength": 1,
+    "maxLength": 512,
+}
+
+
 class AccountConnect(CamelModel):
-    oauth_token: str
-    oauth_token_secret: str
+    # The validator words the refusal; the document states the same shape.
+    oauth_token: str = PydanticField(json_schema_extra=_TOKEN_SCHEMA)
+    oauth_token_secret: str = PydanticField(json_schema_extra=_TOKEN_SCHEMA)
 
     @field_validator("oauth_token", "oauth_token_secret")
     @classmethod

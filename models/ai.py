@@ -19,7 +19,7 @@ from sqlalchemy import Column, DateTime, ForeignKey, Index, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from models.camel import CamelModel
+from models.camel import CamelModel, CamelUpdate
 from models.db import TenantRow, utcnow
 
 MAX_PROMPT = 10_000
@@ -155,7 +155,9 @@ class EscalationSettings(CamelModel):
     handoff_message: str = PydanticField(default=DEFAULT_HANDOFF, min_length=1, max_length=2000)
 
 
-class EscalationSettingsUpdate(CamelModel):
+class EscalationSettingsUpdate(CamelUpdate):
+    not_null = frozenset({"sla_minutes", "handoff_message"})
+
     sla_minutes: int | None = PydanticField(default=None, ge=1, le=10_080)
     assign_to: str | None = PydanticField(default=None, min_length=1, max_length=128)
     handoff_message: str | None = PydanticField(default=None, min_length=1, max_length=2000)
@@ -188,8 +190,22 @@ class AISettings(CamelModel):
         return _unique_intents(value)
 
 
-class AISettingsUpdate(CamelModel):
-    """`PUT /ai/settings`: the fields sent replace the stored ones; the others are kept."""
+class AISettingsUpdate(CamelUpdate):
+    """`PUT /ai/settings`: the fields sent replace the stored ones; the others are kept.
+    `model` null: the configured default model (MKTX_LLM_MODEL)."""
+
+    not_null = frozenset(
+        {
+            "enabled",
+            "temperature",
+            "max_tokens",
+            "auto_escalation_threshold",
+            "system_prompt",
+            "intents",
+            "knowledge_base",
+            "escalation",
+        }
+    )
 
     enabled: bool | None = None
     model: str | None = PydanticField(default=None, min_length=1, max_length=200)

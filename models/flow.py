@@ -18,12 +18,12 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import Field as PydanticField
-from pydantic import StringConstraints, field_validator
+from pydantic import StringConstraints
 from sqlalchemy import Column, DateTime, ForeignKey, Index, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
-from models.camel import CamelModel
+from models.camel import CamelModel, CamelUpdate
 from models.db import TenantRow
 from models.segment import MAX_CONDITIONS, SegmentCondition, SegmentMatch
 
@@ -234,8 +234,10 @@ class FlowCreate(CamelModel):
     reentry: FlowReentry = FlowReentry.never
 
 
-class FlowUpdate(CamelModel):
+class FlowUpdate(CamelUpdate):
     """The fields sent replace the stored ones; the resulting document is checked whole."""
+
+    not_null = frozenset({"name", "trigger", "nodes", "connections", "reentry"})
 
     name: str | None = PydanticField(default=None, min_length=1, max_length=200)
     account_id: uuid.UUID | None = None  # null: any of the merchant's accounts
@@ -245,13 +247,6 @@ class FlowUpdate(CamelModel):
         default=None, max_length=MAX_CONNECTIONS
     )
     reentry: FlowReentry | None = None
-
-    @field_validator("name", "trigger", "nodes", "connections", "reentry")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may not be null; omit the field to keep its value")
-        return value
 
 
 class FlowStatistics(CamelModel):

@@ -8,12 +8,12 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import Field as PydanticField
-from pydantic import field_validator
+from pydantic import JsonValue, field_validator
 from sqlalchemy import Column, Index, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
-from models.camel import CamelModel
+from models.camel import CamelModel, CamelUpdate
 from models.db import TenantRow
 
 MAX_CONDITIONS = 50
@@ -59,6 +59,15 @@ class Segment(TenantRow, table=True):
 # API schemas -------------------------------------------------------------------------------
 
 
+_SCALARS: list[JsonValue] = [
+    {"type": "string"},
+    {"type": "number"},
+    {"type": "boolean"},
+    {"type": "null"},
+]
+_LIST: JsonValue = {"type": "array", "items": {"anyOf": _SCALARS}}
+
+
 class SegmentCondition(CamelModel):
     field: str = PydanticField(
         min_length=1,
@@ -67,9 +76,21 @@ class SegmentCondition(CamelModel):
         "optedOut, firstInteractionAt, lastInteractionAt or conversationCount",
     )
     operator: SegmentOperator
+    # Checked against the field and the operator by services/segments/sql.py, which words the
+    # refusal; the document states the shapes it may take (never an object).
     value: Any = PydanticField(
-        default=None, description="omitted for exists/notExists; a list for in/notIn"
+        default=None,
+        description="omitted for exists/notExists; a list for in/notIn",
+        json_schema_extra={"anyOf": [*_SCALARS, _LIST]},
     )
+
+    @field_validator("value")
+    @classmethod
+    def _scalar_or_list(cls, value: Any) -> Any:
+        items = value if isinstance(value, list) else [value]
+        if any(isinstance(item, dict | list) for item in items):
+            raise ValueError("must be a string, a number, a boolean or a list of them")
+        return value
 
 
 class SegmentCreate(CamelModel):
@@ -79,19 +100,14 @@ class SegmentCreate(CamelModel):
     conditions: list[SegmentCondition] = PydanticField(max_length=MAX_CONDITIONS)
 
 
-class SegmentUpdate(CamelModel):
+class SegmentUpdate(CamelUpdate):
+    not_null = frozenset({"name", "match", "conditions"})
+
     name: str | None = PydanticField(default=None, min_length=1, max_length=200)
     match: SegmentMatch | None = None
     conditions: list[SegmentCondition] | None = PydanticField(
         default=None, max_length=MAX_CONDITIONS
     )
-
-    @field_validator("name", "match", "conditions")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may not be null; omit the field to keep its value")
-        return value
 
 
 class SegmentPublic(CamelModel):

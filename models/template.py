@@ -13,7 +13,7 @@ from sqlalchemy import Column, Index, String, Text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field
 
-from models.camel import CamelModel
+from models.camel import CamelModel, CamelUpdate
 from models.db import TenantRow
 
 # X refuses direct messages longer than this; the rendered text must fit too.
@@ -84,7 +84,9 @@ class TemplateCreate(CamelModel):
     card: TemplateCard | None = None
 
 
-class TemplateUpdate(CamelModel):
+class TemplateUpdate(CamelUpdate):
+    not_null = frozenset({"name", "type", "content"})
+
     name: str | None = PydanticField(default=None, min_length=1, max_length=200)
     type: TemplateType | None = None
     content: str | None = PydanticField(default=None, min_length=1, max_length=MAX_DM_LENGTH)
@@ -93,14 +95,6 @@ class TemplateUpdate(CamelModel):
         default=None, min_length=1, max_length=MAX_OPTIONS
     )
     card: TemplateCard | None = None
-
-    @field_validator("name", "type", "content")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        # Omit a field to keep it; null is not a name, a type or a content.
-        if value is None:
-            raise ValueError("may not be null; omit the field to keep its value")
-        return value
 
 
 class TemplatePublic(CamelModel):

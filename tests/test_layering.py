@@ -108,6 +108,10 @@ CASES: dict[str, Case] = {
         {"mktx.temporal": "import services.campaigns\n"},
         {"temporal-client": "mktx.temporal -> services.campaigns (l.1)"},
     ),
+    "the tracing setup imports a service": Case(
+        {"mktx.tracing": "import services.ingestion\n"},
+        {"tracing": "mktx.tracing -> services.ingestion (l.1)"},
+    ),
     "the sandbox imports the product": Case(
         {"sandbox.x_api": "from services.ingestion import sign\n"},
         {"sandbox": "sandbox.x_api -> services.ingestion (l.1)"},
@@ -139,6 +143,9 @@ CASES: dict[str, Case] = {
     ),
     "an activity sends through a service": Case(
         {"activities.campaign": "from services.messaging import Delivery\nimport integrations.x\n"}
+    ),
+    "ingestion carries a trace across its hand-off": Case(
+        {"services.ingestion": "from mktx import tracing\n"}
     ),
     "the sandbox shares the dev constants": Case(
         {"sandbox.app": "from mktx.settings import DEV_X_CONSUMER_KEY\nimport mktx.logs\n"}

@@ -3,8 +3,9 @@
 webhook events that failed and are due, carry out what ingested events still owe the
 workflows waiting on their contacts (workflows/contracts/contact_events.py), start the
 deliveries left `queued`, start the workflows committed rows still wait for
-(workflows/contracts/owed_starts.py), end the flow runs of unusable accounts, and prune what is
-past its retention window (services/maintenance/retention.py).
+(workflows/contracts/owed_starts.py), end the flow runs of unusable accounts, fold the analytics
+deltas (services/analytics/rebuild.py), and prune what is past its retention window
+(services/maintenance/retention.py).
 
 Each sweep is bounded and tried a few times; one failing does not keep the other from running,
 and the run then fails so that the Web UI shows it (the next tick tries again)."""
@@ -21,11 +22,14 @@ from workflows.contracts import contact_events, owed_starts
 from workflows.contracts.contact_events import FollowUpReport, FollowUpsInput
 from workflows.contracts.maintenance import (
     EXIT_FLOW_RUNS,
+    FOLD_ANALYTICS,
     MAINTENANCE_FAILED,
     PRUNE_RETAINED,
     REPROCESS_WEBHOOK_EVENTS,
     SWEEP_OUTBOUND,
     FlowExitsInput,
+    FoldInput,
+    FoldReport,
     MaintenanceInput,
     MaintenanceResult,
     ReprocessInput,
@@ -107,6 +111,17 @@ class MaintenanceWorkflow:
                 )
             except ActivityError as err:
                 failures.append(f"flow runs of unusable accounts: {err.cause or err}")
+        if request.analytics_fold_budget and workflow.patched("analytics-fold"):
+            try:
+                result.analytics = await workflow.execute_activity(
+                    FOLD_ANALYTICS,
+                    FoldInput(budget=request.analytics_fold_budget),
+                    result_type=FoldReport,
+                    start_to_close_timeout=SWEEP_TIMEOUT,
+                    retry_policy=SWEEP_RETRY,
+                )
+            except ActivityError as err:
+                failures.append(f"analytics folding: {err.cause or err}")
         # Last: what the sweeps above still need (pending events, their follow-ups) is kept.
         if request.retention_batch and workflow.patched("retention"):
             try:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from api.deps import AccountAdminDep, ContextDep, ReaderDep, SessionDep, TemporalDep
 from api.envelope import Envelope, Page, error_responses, ok
 from api.pagination import PageDep
+from api.storable import StorableTextRoute
 from models.account import (
     AccountConnect,
     AccountDetail,
@@ -23,7 +24,7 @@ from services.accounts import lifecycle
 from services.flows import exits as flow_exits
 from workflows.contracts.flows import ExitReason, FlowStop, RunStatus
 
-router = APIRouter(prefix="/accounts", tags=["accounts"])
+router = APIRouter(prefix="/accounts", tags=["accounts"], route_class=StorableTextRoute)
 
 
 async def load_account(

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path
 
 from api.deps import ContextDep, ReaderDep, SessionDep, TemporalDep, require
 from api.envelope import Envelope, error_responses, ok
+from api.storable import StorableTextRoute
 from models.ai import (
     AIAnswer,
     AIContext,
@@ -25,7 +26,7 @@ from services.assistant import settings as ai_settings
 from services.core.auth import Permission, Principal
 from services.messaging import start_delivery
 
-router = APIRouter(prefix="/ai", tags=["ai chatbot"])
+router = APIRouter(prefix="/ai", tags=["ai chatbot"], route_class=StorableTextRoute)
 
 AIAdminDep = Annotated[Principal, Depends(require(Permission.manage_ai))]
 AgentDep = Annotated[Principal, Depends(require(Permission.handle_conversations))]

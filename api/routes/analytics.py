@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 
 from api.deps import ContextDep, ReaderDep, SessionDep
 from api.envelope import Envelope, error_responses, ok
+from api.storable import StorableTextRoute
 from models.analytics import (
     AutomationReport,
     CampaignsReport,
@@ -20,7 +21,7 @@ from models.analytics import (
 from services import analytics
 from services.analytics import Period
 
-router = APIRouter(prefix="/analytics", tags=["analytics"])
+router = APIRouter(prefix="/analytics", tags=["analytics"], route_class=StorableTextRoute)
 
 _DATE = "ISO 8601 date (2026-01-18: the whole day in `timezone`) or date-time with an offset; "
 StartDate = Annotated[

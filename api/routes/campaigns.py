@@ -21,6 +21,7 @@ from api.deps import (
 )
 from api.envelope import Envelope, Page, error_responses, ok
 from api.pagination import PageDep
+from api.storable import StorableTextRoute
 from models.campaign import (
     Campaign,
     CampaignCreate,
@@ -43,7 +44,7 @@ from services.campaigns import starts as campaign_starts
 from services.campaigns import test_sends as campaign_tests
 from services.campaigns.campaigns import STARTED
 
-router = APIRouter(prefix="/campaigns", tags=["campaigns"])
+router = APIRouter(prefix="/campaigns", tags=["campaigns"], route_class=StorableTextRoute)
 
 CampaignIdPath = Annotated[uuid.UUID, Path(alias="campaignId")]
 

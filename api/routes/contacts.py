@@ -11,6 +11,7 @@ from api.deps import ContextDep, ReaderDep, SessionDep, require
 from api.envelope import Envelope, Page, error_responses, ok
 from api.follow_ups import carry_out_follow_ups_soon
 from api.pagination import PageDep
+from api.storable import StorableTextRoute
 from models.account import XAccount
 from models.contact import (
     Contact,
@@ -33,7 +34,7 @@ from services.core.auth import Permission, Principal
 from services.core.errors import ValidationFailed
 from services.core.tenancy import get_owned
 
-router = APIRouter(prefix="/contacts", tags=["contacts"])
+router = APIRouter(prefix="/contacts", tags=["contacts"], route_class=StorableTextRoute)
 
 EditorDep = Annotated[Principal, Depends(require(Permission.manage_contacts))]
 ContactIdPath = Annotated[uuid.UUID, Path(alias="contactId")]

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from api.deps import ContextDep, ReaderDep, SessionDep, TemporalDep, TemporalSourceDep, require
 from api.envelope import Envelope, Page, error_responses, ok
 from api.pagination import PageDep
+from api.storable import StorableTextRoute
 from models.conversation import (
     Conversation,
     ConversationAssign,
@@ -39,7 +40,7 @@ from workflows.contracts.messaging import SendMessageResult
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/conversations", tags=["conversations"])
+router = APIRouter(prefix="/conversations", tags=["conversations"], route_class=StorableTextRoute)
 
 AgentDep = Annotated[Principal, Depends(require(Permission.handle_conversations))]
 ConversationId = Annotated[uuid.UUID, Path(alias="conversationId")]

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from api.deps import ContextDep, MarketingDep, ReaderDep, SessionDep, TemporalDep, TemporalSourceDep
 from api.envelope import Envelope, Page, error_responses, ok
 from api.pagination import PageDep
+from api.storable import StorableTextRoute
 from models.flow import AutomationFlow, FlowCreate, FlowPublic, FlowStatus, FlowUpdate
 from models.flow_run import (
     EnrollRequest,
@@ -22,7 +23,9 @@ from models.flow_run import (
 from services.flows import executions, lifecycle, starts
 from services.flows import flows as flow_service
 
-router = APIRouter(prefix="/automation/flows", tags=["automation flows"])
+router = APIRouter(
+    prefix="/automation/flows", tags=["automation flows"], route_class=StorableTextRoute
+)
 
 FlowIdPath = Annotated[uuid.UUID, Path(alias="flowId")]
 

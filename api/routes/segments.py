@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from api.deps import MarketingDep, ReaderDep, SessionDep
 from api.envelope import Envelope, Page, error_responses, ok
 from api.pagination import PageDep
+from api.storable import StorableTextRoute
 from models.segment import (
     PREVIEW_DEFAULT,
     PREVIEW_MAX,
@@ -21,7 +22,7 @@ from models.segment import (
 )
 from services.segments import segments as segment_service
 
-router = APIRouter(prefix="/segments", tags=["segments"])
+router = APIRouter(prefix="/segments", tags=["segments"], route_class=StorableTextRoute)
 
 
 async def load_segment(

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from api.deps import MarketingDep, ReaderDep, SessionDep
 from api.envelope import Envelope, Page, error_responses, ok
 from api.pagination import PageDep
+from api.storable import StorableTextRoute
 from models.template import (
     Template,
     TemplateCreate,
@@ -21,7 +22,7 @@ from models.template import (
 )
 from services.templates import templates as template_service
 
-router = APIRouter(prefix="/templates", tags=["templates"])
+router = APIRouter(prefix="/templates", tags=["templates"], route_class=StorableTextRoute)
 
 
 async def load_template(

@@ -80,24 +80,22 @@ class WebhookReceipt(CamelModel):
     duplicates: int  # events stored before (X retries), ignored
 
 
-def _crc(context: AppContext, crc_token: str | None) -> CrcResponse:
-    if not crc_token:
-        raise ValidationFailed("crc_token", "is required", status=400)
+def _crc(context: AppContext, crc_token: str) -> CrcResponse:
     secret = context.settings.x_consumer_secret.get_secret_value()
     return CrcResponse(response_token=crc_response_token(secret, crc_token))
 
 
-CrcToken = Annotated[str | None, Query(description="The challenge X sends", max_length=1024)]
+CrcToken = Annotated[str, Query(description="The challenge X sends", min_length=1, max_length=1024)]
 
 
-@router.get("/verify", response_model=CrcResponse, responses=error_responses(400))
-async def verify_webhook(context: ContextDep, crc_token: CrcToken = None) -> CrcResponse:
+@router.get("/verify", response_model=CrcResponse)
+async def verify_webhook(context: ContextDep, crc_token: CrcToken) -> CrcResponse:
     """Answer X's challenge-response check (CRC)."""
     return _crc(context, crc_token)
 
 
-@router.get("/twitter", response_model=CrcResponse, responses=error_responses(400))
-async def verify_webhook_url(context: ContextDep, crc_token: CrcToken = None) -> CrcResponse:
+@router.get("/twitter", response_model=CrcResponse)
+async def verify_webhook_url(context: ContextDep, crc_token: CrcToken) -> CrcResponse:
     """Answer X's challenge-response check sent to the registered webhook URL itself."""
     return _crc(context, crc_token)
 
@@ -105,7 +103,25 @@ async def verify_webhook_url(context: ContextDep, crc_token: CrcToken = None) ->
 @router.post(
     "/twitter",
     response_model=Envelope[WebhookReceipt],
-    responses=error_responses(400, 401, 413, 503),
+    # 401 before anything else when the signature does not match; only then is the body
+    # parsed (422: not JSON, or no delivery X sends). 503: the database is away, X retries.
+    responses=error_responses(401, 413, 422, 500, 503),
+    openapi_extra={
+        "parameters": [
+            {
+                "name": SIGNATURE_HEADER,
+                "in": "header",
+                "required": True,
+                "description": "`sha256=` and the base64 HMAC-SHA256 of the raw body, keyed "
+                "with the app's consumer secret",
+                "schema": {"type": "string"},
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    },
 )
 async def receive_events(request: Request, background: BackgroundTasks) -> JSONResponse:
     """Receive Account Activity events from X (signed with the app's consumer secret).
@@ -143,12 +159,12 @@ async def deliver(
     try:
         payload = json.loads(body)
     except ValueError:
-        raise ValidationFailed("body", "malformed JSON", status=400) from None
+        raise ValidationFailed("body", "malformed JSON") from None
     ingestion = _ingestion(app, context)
     try:
         result = await ingest_payload(ingestion.group, ingestion.context, payload)
     except MalformedPayload as exc:
-        raise ValidationFailed("body", str(exc), status=400) from None
+        raise ValidationFailed("body", str(exc)) from None
     data = {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
     return data, (result.follow_up or None)
 

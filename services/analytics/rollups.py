@@ -85,9 +85,11 @@ WITH picked AS (
     DELETE FROM {rollup.table}
     WHERE ctid = ANY(ARRAY(SELECT row_id FROM picked UNION ALL SELECT row_id FROM folded_rows))
     RETURNING *
+), merged AS (
+    INSERT INTO {rollup.table} (merchant_id, {keys}, folded, {", ".join(rollup.values)})
+    SELECT merchant_id, {keys}, true, {sums} FROM gone GROUP BY merchant_id, {keys}
 )
-INSERT INTO {rollup.table} (merchant_id, {keys}, folded, {", ".join(rollup.values)})
-SELECT merchant_id, {keys}, true, {sums} FROM gone GROUP BY merchant_id, {keys}
+SELECT count(*) FROM picked
 """
 
 
@@ -107,8 +109,8 @@ async def begin_report(session: AsyncSession, merchant_id: str) -> None:
 
 
 async def fold(session: AsyncSession, merchant_id: str, limit: int = FOLD_LIMIT) -> int:
-    """Merge up to `limit` deltas per rollup into their slot's row; 0 when another session
-    is folding this merchant already (it holds the lock until its transaction ends)."""
+    """Merge up to `limit` deltas per rollup into their slot's row: how many were merged, 0
+    when another session is folding this merchant already (it holds the lock until its transaction ends)."""
     got = await session.execute(
         text("SELECT pg_try_advisory_xact_lock(hashtext('mktx.analytics.fold'), hashtext(:m))"),
         {"m": merchant_id},
@@ -122,5 +124,5 @@ async def fold(session: AsyncSession, merchant_id: str, limit: int = FOLD_LIMIT)
             result = await session.execute(
                 text(statement), {"merchant_id": merchant_id, "limit": limit}
             )
-            merged += result.rowcount or 0  # type: ignore[attr-defined]
+            merged += result.scalar_one()
     return merged

@@ -27,6 +27,7 @@ from models.contact import ContactImportResult, ImportRejection
 from services.contacts import tag_events
 from services.contacts.fields import AttributesRefused, encode_attributes, tag_problem
 from services.core.errors import ValidationFailed
+from services.core.text import NUL_REASON, first_unstorable
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ def parse_records(body: bytes, fmt: ImportFormat) -> Iterator[Parsed]:
         content = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValidationFailed("body", f"must be UTF-8 text (byte {exc.start})") from None
+    if "\x00" in content:  # no text column can hold it: the file is not text
+        line = content.count("\n", 0, content.index("\x00")) + 1
+        raise ValidationFailed("body", f"{NUL_REASON}, found on line {line}")
     records = _csv_records(content) if fmt is ImportFormat.csv else _jsonl_records(content)
     return _unique(records)
 
@@ -122,7 +126,8 @@ def _unique(records: Iterator[Parsed]) -> Iterator[Parsed]:
 def _csv_records(content: str) -> Iterator[Parsed]:
     reader = csv.reader(io.StringIO(content, newline=""))
     try:
-        header = next(reader, None)
+        # The first line that is not blank ("" or blank lines only: nothing to import).
+        header = next((row for row in reader if any(cell.strip() for cell in row)), None)
     except csv.Error as exc:
         raise ValidationFailed("header", f"unreadable CSV: {exc}") from None
     if header is None:
@@ -220,6 +225,11 @@ def _jsonl_records(content: str) -> Iterator[Parsed]:
 
 
 def _record(row: int, values: dict[str, Any]) -> Parsed:
+    # A JSON line's escapes (\u0000, \ud800) decode to text no column can hold.
+    unstorable = first_unstorable(values)
+    if unstorable is not None:
+        place, reason = unstorable
+        return Rejected(row, f"{'.'.join(str(part) for part in place)}: {reason}")
     user_id = values.get("twitterUserId")
     if isinstance(user_id, int) and not isinstance(user_id, bool) and user_id >= 0:
         user_id = str(user_id)

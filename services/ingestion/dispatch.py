@@ -8,6 +8,9 @@ Temporal took it, before the row was marked) and does not deliver the event agai
 workflow. What a repeat can still meet is a workflow that ended meanwhile: a signal finds it
 gone, and a start conflicts with it (`WorkflowStart.id_reuse_policy`, REJECT_DUPLICATE by
 default): both are "done", not "do it again".
+
+Made without the SDK's client methods, the calls are not seen by its tracing interceptor:
+where tracing is on, each gets its span and the trace header here (mktx.tracing).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from temporalio.api.common.v1 import Payloads, WorkflowExecution, WorkflowType
+from temporalio.api.common.v1 import Payload, Payloads, WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import WorkflowIdConflictPolicy, WorkflowIdReusePolicy
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import (
@@ -31,6 +34,7 @@ from temporalio.client import Client
 from temporalio.converter import encode_search_attributes
 from temporalio.service import RPCError, RPCStatusCode
 
+from mktx import tracing
 from models.webhook_event import FollowUpKind
 from services.ingestion.retries import describe_failure
 from services.ingestion.triggers import TriggerRegistry, WorkflowStart
@@ -161,14 +165,16 @@ async def _signal(
         identity=client.identity,
         request_id=str(request_id),
     )
-    try:
-        await client.workflow_service.signal_workflow_execution(
-            request, retry=True, timeout=CALL_TIMEOUT
-        )
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:  # never was, or has ended
-            return Outcome.gone
-        raise
+    with tracing.temporal_call(f"SignalWorkflow:{CONTACT_EVENT_SIGNAL}", workflow_id) as header:
+        _add_header(request, header)
+        try:
+            await client.workflow_service.signal_workflow_execution(
+                request, retry=True, timeout=CALL_TIMEOUT
+            )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:  # never was, or has ended
+                return Outcome.gone
+            raise
     return Outcome.signalled
 
 
@@ -191,12 +197,24 @@ async def _signal_with_start(
         workflow_id_conflict_policy=_USE_EXISTING,
     )
     encode_search_attributes(start.typed_search_attributes(), request.search_attributes)
-    try:
-        response = await client.workflow_service.signal_with_start_workflow_execution(
-            request, retry=True, timeout=CALL_TIMEOUT
-        )
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.ALREADY_EXISTS:  # closed, and the policy refuses a rerun
-            return Outcome.already_ran
-        raise
+    span = f"SignalWithStartWorkflow:{start.workflow}"
+    with tracing.temporal_call(span, start.workflow_id) as header:
+        _add_header(request, header)
+        try:
+            response = await client.workflow_service.signal_with_start_workflow_execution(
+                request, retry=True, timeout=CALL_TIMEOUT
+            )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.ALREADY_EXISTS:  # closed, the policy refuses a rerun
+                return Outcome.already_ran
+            raise
     return Outcome.started if response.started else Outcome.signalled
+
+
+def _add_header(
+    request: SignalWorkflowExecutionRequest | SignalWithStartWorkflowExecutionRequest,
+    header: Mapping[str, Payload],
+) -> None:
+    """The workflow reads a start's header as its own and a signal's as the signal's."""
+    for key, payload in header.items():
+        request.header.fields[key].CopyFrom(payload)

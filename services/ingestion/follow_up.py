@@ -31,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -39,6 +40,7 @@ from typing import Any
 from sqlalchemy import text
 from temporalio.client import Client
 
+from mktx import tracing
 from mktx.settings import Settings
 from models.conversation import Message
 from models.db import SessionMaker, utcnow
@@ -77,6 +79,10 @@ class FollowUp:
 
     recorded: list[RecordedFollowUp] = field(default_factory=list)
     deliveries: list[Message] = field(default_factory=list)
+    # Where tracing is on, the trace context each item was handed over in (by follow-up or
+    # message id): carried out in a batch with other deliveries' items, in another task, each
+    # Temporal call is still part of the trace of the delivery that owed it.
+    traces: dict[uuid.UUID, object] = field(default_factory=dict)
 
     def add_recorded(self, rows: Sequence[dict[str, Any]] | None) -> None:
         """The `follow_ups` column of an ingestion statement (None: it recorded none)."""
@@ -85,6 +91,16 @@ class FollowUp:
     def extend(self, other: FollowUp) -> None:
         self.recorded.extend(other.recorded)
         self.deliveries.extend(other.deliveries)
+        self.traces.update(other.traces)
+
+    def keep_trace(self) -> None:
+        """Remember the current trace context for the items not holding one yet (when it is
+        handed to another task; nothing when tracing is off)."""
+        trace = tracing.current_context()
+        if trace is None:
+            return
+        for item_id in (*(f.id for f in self.recorded), *(m.id for m in self.deliveries)):
+            self.traces.setdefault(item_id, trace)
 
     def __bool__(self) -> bool:
         return bool(self.recorded or self.deliveries)
@@ -118,14 +134,15 @@ async def run_follow_up(
         return
     for message in follow_up.deliveries:
         try:
-            await start_delivery(client, settings, message)
+            with tracing.attached(follow_up.traces.get(message.id)):
+                await start_delivery(client, settings, message)
         except Exception as exc:
             logger.warning(
                 "ingestion.delivery_not_started",
                 extra={"message_id": str(message.id), "error": describe_failure(exc)},
             )
     if follow_up.recorded:
-        attempts = await _carry_out(client, triggers, follow_up.recorded)
+        attempts = await _carry_out(client, triggers, follow_up.recorded, follow_up.traces)
         for row, attempt in attempts:
             if attempt.outcome is None:
                 logger.warning(
@@ -167,16 +184,31 @@ async def carry_out_due(
 
 
 async def _carry_out(
-    client: Client, triggers: TriggerRegistry, follow_ups: Sequence[RecordedFollowUp]
+    client: Client,
+    triggers: TriggerRegistry,
+    follow_ups: Sequence[RecordedFollowUp],
+    traces: Mapping[uuid.UUID, object] | None = None,
 ) -> list[tuple[RecordedFollowUp, Attempt]]:
     await _decide_together(triggers, follow_ups)
     slots = asyncio.Semaphore(CONCURRENCY)
+    # One contact's follow-ups go one after the other, in the order of their events (the
+    # batch's order): two DMs reach the conversation's assistant, or a run's wait, in the order
+    # they were sent, not in whichever order two concurrent calls happen to land. Different
+    # contacts go CONCURRENCY at a time.
+    by_contact: dict[uuid.UUID, list[RecordedFollowUp]] = {}
+    for follow_up in follow_ups:
+        by_contact.setdefault(follow_up.event.contact_id, []).append(follow_up)
 
-    async def one(follow_up: RecordedFollowUp) -> tuple[RecordedFollowUp, Attempt]:
-        async with slots:
-            return follow_up, await carry_out_one(client, triggers, follow_up)
+    async def in_order(rows: list[RecordedFollowUp]) -> list[tuple[RecordedFollowUp, Attempt]]:
+        done = []
+        for row in rows:
+            async with slots:
+                with tracing.attached(traces.get(row.id) if traces else None):
+                    done.append((row, await carry_out_one(client, triggers, row)))
+        return done
 
-    return list(await asyncio.gather(*(one(f) for f in follow_ups)))
+    chains = await asyncio.gather(*(in_order(rows) for rows in by_contact.values()))
+    return [pair for chain in chains for pair in chain]
 
 
 async def _decide_together(

@@ -8,7 +8,12 @@ For the messages asked for, in order:
    anything goes to X. A refused one is settled (`skipped`: opted_out, deleted) or held (the
    account cannot send: the caller decides).
 2. Reconcile: a message an earlier attempt left attempted is first looked for at X; found, it
-   is recorded as sent; not found, it is claimed and sent like the others.
+   is recorded as sent; not found, it is claimed and sent like the others. A claim is a lease
+   of CLAIM_LEASE: one claimed more recently than that is another attempt's, which may still be
+   sending it (Temporal retries an activity whose heartbeat stopped while the old attempt
+   still runs: a worker starved of CPU or of database connections), so it is left pending
+   until the lease ends and looked for at X then; and an attempt sends a DM only in the first
+   three quarters of its own lease. The two never send the same DM.
 3. Media: a message's image, video or GIF is uploaded once per account (`MediaUploads`), an
    upload the caller holds reused.
 4. Send, at most `concurrency` at a time; then one transaction records every outcome (and runs
@@ -22,7 +27,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -65,6 +70,23 @@ logger = logging.getLogger(__name__)
 
 # X down or the outcome unknown: a short pause, then the attempted messages are looked for.
 UNAVAILABLE_PAUSE = timedelta(seconds=2)
+# How long a claim keeps another attempt from sending the message (module docstring, 2.): far
+# longer than claiming and sending a batch takes, and longer than the activities' heartbeat
+# timeouts (15 s: a lease of 30 s), after which Temporal tries again (`claim_lease`). An attempt stops sending a
+# quarter of its lease before it ends (for its last request to reach X, and for clocks a
+# little apart).
+CLAIM_LEASE = timedelta(seconds=60)
+MIN_LEASE = timedelta(seconds=8)
+
+
+def claim_lease(heartbeat_timeout: timedelta | None) -> timedelta:
+    """The lease of an activity's claims: two heartbeat timeouts (Temporal tries again after
+    one of silence; a killed worker's DMs go a heartbeat timeout after that), within MIN_LEASE
+    and CLAIM_LEASE (an activity without heartbeats: its retry comes after its whole timeout)."""
+    if not heartbeat_timeout:
+        return CLAIM_LEASE
+    return min(CLAIM_LEASE, max(2 * heartbeat_timeout, MIN_LEASE))
+
 
 SettleHook = Callable[[AsyncSession, Sequence[MessageOutcome]], Awaitable[None]]
 
@@ -78,6 +100,7 @@ class _Job:
     text: str
     media_url: str | None
     media_index: int = 0  # which attachment X attaches
+    claimed_at: datetime | None = None  # when this run's claim (its lease) began
     media: MediaRef | None = None
     media_retried: bool = False  # X refused an upload once: uploaded again, sent again
 
@@ -102,8 +125,9 @@ class Delivery:
         concurrency: int = 32,
         on_settled: SettleHook | None = None,
         beat: Callable[[], None] = lambda: None,
+        lease: timedelta = CLAIM_LEASE,
     ) -> DeliveryResult:
-        run = _Run(self, merchant_id, media or {}, on_settled)
+        run = _Run(self, merchant_id, media or {}, on_settled, lease)
         attempted = await run.claim(list(dict.fromkeys(message_ids)), check_at_x=True)
         semaphore = asyncio.Semaphore(concurrency)
 
@@ -143,8 +167,10 @@ class _Run:
         merchant_id: str,
         media: dict[str, MediaRef],
         on_settled: SettleHook | None,
+        lease: timedelta = CLAIM_LEASE,
     ) -> None:
         self.d = delivery
+        self.lease = lease
         self.merchant_id = merchant_id
         self.uploads = MediaUploads(delivery._x, delivery._settings, media)
         self.on_settled = on_settled
@@ -152,7 +178,7 @@ class _Run:
         self.to_send: list[_Job] = []
         self.accepted: list[records.Accepted] = []
         self.refused: list[tuple[uuid.UUID, str]] = []
-        self.not_taken: list[uuid.UUID] = []  # X certainly did not take them
+        self.released: list[records.Released] = []  # claims given back (records.py)
         self.token_refused: set[uuid.UUID] = set()
         self.media_retry: list[_Job] = []  # X refused their media: upload again, send again
         self.outcomes: dict[uuid.UUID, MessageOutcome] = {}
@@ -206,6 +232,12 @@ class _Run:
                 # A message an earlier attempt may have delivered is looked for at X before
                 # consent is asked again: what X has is recorded as sent, whatever came since.
                 look_first = check_at_x and message.attempt_at is not None
+                if look_first and message.attempt_at is not None:
+                    leased_until = _aware(message.attempt_at) + self.lease
+                    if leased_until > now:  # another attempt's, maybe sending it right now
+                        self._wait(leased_until, "another attempt is sending it", "claimed")
+                        self._outcome(message_id, OutcomeState.pending, "claimed by an attempt")
+                        continue
                 refused = refusal(None if look_first else message.kind, contact, account)
                 credentials = None
                 if refused is None:
@@ -229,6 +261,7 @@ class _Run:
                 if look_first:
                     attempted.append(job)
                 else:
+                    job.claimed_at = now
                     claimed.append(message_id)
                     self.to_send.append(job)
             await records.mark_attempted(session, claimed, now)
@@ -314,7 +347,7 @@ class _Run:
         # Never sent without its media: held until someone fixes it (or the caller fails it).
         # `media_error` names the cause alone: a campaign says which of its parts it is.
         self.result.media_error = cause
-        self.not_taken.append(job.message.id)
+        self._release(job, maybe_at_x=False)
         self._outcome(
             job.message.id, OutcomeState.held, reason, error_type="MediaUnavailable", cause=cause
         )
@@ -322,6 +355,12 @@ class _Run:
     # 4. Send ----------------------------------------------------------------------------------
 
     async def send(self, job: _Job) -> None:
+        if job.claimed_at is None or utcnow() >= job.claimed_at + self.lease * 0.75:
+            # This run's lease is (nearly) over: another attempt may claim it now. Not sent;
+            # still attempted, so the next attempt looks for it at X first, then sends it.
+            self._wait(utcnow() + UNAVAILABLE_PAUSE, "the claim ran out before sending", "claimed")
+            self._outcome(job.message.id, OutcomeState.pending, "the claim ran out")
+            return
         limited = self.app_limited or self.rate_limited.get(job.account.id)
         if limited is not None:
             # X said no until its reset (the account's window or 24 h cap, or the app's cap):
@@ -389,19 +428,23 @@ class _Run:
         if isinstance(exc, XUnauthorized):
             self.token_refused.add(job.account.id)
             self.result.account_error = TOKEN_REFUSED
-            self.not_taken.append(message_id)
+            self._release(job, maybe_at_x=False)
             self._outcome(message_id, OutcomeState.held, TOKEN_REFUSED, exc.status, kind)
             return
         if isinstance(exc, XRateLimited):
-            self.not_taken.append(message_id)
+            self._release(job, maybe_at_x=False)
             self._wait(
                 exc.reset_at, f"X rate limit ({exc.scope.value}): {exc.reason}", "rate_limit"
             )
         else:
-            if not taken_unknown:
-                self.not_taken.append(message_id)
+            self._release(job, maybe_at_x=taken_unknown)
             self._wait(utcnow() + UNAVAILABLE_PAUSE, f"X unavailable: {exc.reason}", "unavailable")
         self._outcome(message_id, OutcomeState.pending, exc.reason, exc.status, kind)
+
+    def _release(self, job: _Job, *, maybe_at_x: bool) -> None:
+        """Give back this run's claim of the job (none: looked for at X, not claimed here)."""
+        if job.claimed_at is not None:
+            self.released.append(records.Released(job.message.id, job.claimed_at, maybe_at_x))
 
     def _wait(self, until: datetime, reason: str, cause: str) -> None:
         metrics.SEND_WAITS.inc(reason=cause)
@@ -437,7 +480,7 @@ class _Run:
         async with self.d._sessions() as session, session.begin():
             await records.record_accepted(session, self.accepted)
             await records.record_refused(session, self.refused)
-            await records.clear_attempt(session, self.not_taken)
+            await records.release_claims(session, self.released, self.lease)
             await refuse_tokens(session, sorted(self.token_refused))
             if self.on_settled is not None:
                 await self.on_settled(session, outcomes)
@@ -454,6 +497,10 @@ class _Run:
                     extra={"message_id": str(outcome.message_id), "reason": outcome.reason},
                 )
         return self.result
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _media_of(message: Message) -> tuple[str | None, int]:

@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import text, update
 from sqlalchemy.exc import IntegrityError
@@ -22,7 +22,6 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.conversation import Message
-from models.db import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +48,41 @@ async def mark_attempted(
         )
 
 
-async def clear_attempt(session: AsyncSession, message_ids: Sequence[uuid.UUID]) -> None:
-    """X certainly did not take these (a 429, a refused token, media not ready): the next
-    delivery sends them without looking at X first."""
-    if message_ids:
+# What an attempt releases of its claims (services/messaging/delivery.py), only where the claim
+# is still its own (`attempt_at` unchanged: no later attempt claimed the message meanwhile):
+# what X certainly did not take goes back to plain `queued` (sent next time without looking at
+# X first); what X may have taken stays attempted, its lease ended (looked for at X at once).
+_RELEASE = text(
+    """
+UPDATE messages m
+SET attempt_at = CASE WHEN v.maybe_at_x THEN v.claimed_at - CAST(:lease AS interval) END,
+    updated_at = now()
+FROM unnest(CAST(:ids AS uuid[]), CAST(:claimed AS timestamptz[]), CAST(:maybe AS boolean[]))
+    AS v (id, claimed_at, maybe_at_x)
+WHERE m.id = v.id AND m.status = 'queued' AND m.attempt_at = v.claimed_at
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    message_id: uuid.UUID
+    claimed_at: datetime
+    maybe_at_x: bool  # the outcome is unknown (X down, no answer): looked for at X next
+
+
+async def release_claims(
+    session: AsyncSession, released: Sequence[Released], lease: timedelta
+) -> None:
+    if released:
         await session.execute(
-            update(Message)
-            .where(col(Message.id).in_(list(message_ids)), col(Message.status) == "queued")
-            .values(attempt_at=None, updated_at=utcnow())
+            _RELEASE,
+            {
+                "ids": [r.message_id for r in released],
+                "claimed": [r.claimed_at for r in released],
+                "maybe": [r.maybe_at_x for r in released],
+                "lease": lease,
+            },
         )
 
 

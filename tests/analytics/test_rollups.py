@@ -4,16 +4,21 @@ reports equal hand-written SQL over the raw tables (bounds on and off the quarte
 from __future__ import annotations
 
 import math
-from datetime import datetime
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import text
+from temporalio.client import Client
 
+from mktx.settings import Settings
 from models.db import SessionMaker
 from services.analytics.periods import parse_period
-from services.analytics.rollups import ASSIGNEE_COUNTERS, COUNTERS
+from services.analytics.rebuild import fold_some
+from services.analytics.rollups import ASSIGNEE_COUNTERS, COUNTERS, ROLLUPS
 from tests.analytics.conftest import NY, History
+from workflows.maintenance import MaintenanceInput, MaintenanceWorkflow
 
 # Each rollup summed by its key (deltas and folded rows alike), zero sums left out; the facts.
 SNAPSHOTS = {
@@ -183,3 +188,94 @@ async def test_active_contacts_per_local_day_equal_hand_written_sql(
         got = {p["period"]: p["active"] for p in data["series"] if p["active"]}
         assert got == {d: n for d, n in expected.items() if "2026-03-01" <= d <= "2026-04-05"}, zone
         assert datetime.fromisoformat(data["period"]["startDate"]).utcoffset() is not None
+
+
+FOLD_ONLY = MaintenanceInput(
+    reprocess_limit=0,
+    follow_up_limit=0,
+    outbound_limit=0,
+    owed_limit=0,
+    flow_exit_limit=0,
+    retention_batch=0,
+)
+
+
+async def unfolded(sessions: SessionMaker, merchant_id: str) -> int:
+    async with sessions() as session:
+        return int(
+            (
+                await session.execute(
+                    text(
+                        " + ".join(
+                            f"(SELECT count(*) FROM {r.table} WHERE merchant_id = :m "
+                            "AND NOT folded)"
+                            for r in ROLLUPS
+                        ).join(["SELECT ", ""])
+                    ),
+                    {"m": merchant_id},
+                )
+            ).scalar_one()
+        )
+
+
+async def test_the_maintenance_schedule_folds_the_deltas_and_no_sum_changes(
+    history: History,
+    sessions: SessionMaker,
+    settings: Settings,
+    temporal_client: Client,
+    worker: None,
+) -> None:
+    merchant_id = history.api.merchant.id
+    # New deltas: tags given to and taken from the shop's contacts (the triggers append them).
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text("UPDATE contacts SET tags = array_append(tags, 'folded') WHERE merchant_id = :m"),
+            {"m": merchant_id},
+        )
+        await session.execute(
+            text(
+                "UPDATE contacts SET tags = array_remove(tags, 'folded') WHERE id = "
+                "(SELECT id FROM contacts WHERE merchant_id = :m ORDER BY id LIMIT 1)"
+            ),
+            {"m": merchant_id},
+        )
+    before = await snapshot(sessions, merchant_id)
+    deltas = await unfolded(sessions, merchant_id)
+    assert deltas >= len(history.people)
+
+    result = await temporal_client.execute_workflow(
+        MaintenanceWorkflow.run,
+        FOLD_ONLY,
+        id=f"maintenance-fold-{uuid.uuid4().hex[:8]}",
+        task_queue=settings.task_queue,
+        execution_timeout=timedelta(seconds=60),
+    )
+
+    assert result.analytics is not None and result.analytics.folded >= deltas
+    assert result.analytics.more is False
+    assert await unfolded(sessions, merchant_id) == 0
+    assert await snapshot(sessions, merchant_id) == before
+    async with sessions() as session:
+        tagged = await session.execute(
+            text("SELECT count(*) FROM contacts WHERE merchant_id = :m AND 'folded' = ANY(tags)"),
+            {"m": merchant_id},
+        )
+    assert sum(n for _, tag, n in before["tags"] if tag == "folded") == tagged.scalar_one()
+
+
+async def test_a_fold_budget_leaves_the_rest_to_the_next_run(
+    history: History, sessions: SessionMaker
+) -> None:
+    merchant_id = history.api.merchant.id
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text("UPDATE contacts SET tags = array_append(tags, 'budget') WHERE merchant_id = :m"),
+            {"m": merchant_id},
+        )
+    before = await snapshot(sessions, merchant_id)
+    folded, more = await fold_some(sessions, budget=1)
+    assert (folded, more) == (1, True)
+    while more:
+        _, more = await fold_some(sessions, budget=100_000)
+    assert await unfolded(sessions, merchant_id) == 0
+    assert await snapshot(sessions, merchant_id) == before

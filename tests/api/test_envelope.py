@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import httpx
 import pytest
 
@@ -108,20 +111,38 @@ async def test_postman_collection_lists_every_route(api: Api) -> None:
     assert response.status_code == 200
     collection = response.json()
     assert collection["info"]["schema"].endswith("/v2.1.0/collection.json")
-    requests = [
-        (item["request"]["method"], "/".join(item["request"]["url"]["path"]))
-        for folder in collection["item"]
-        for item in folder["item"]
-    ]
-    assert ("POST", "api/v1/mkt-x/accounts") in requests
-    assert ("DELETE", "api/v1/mkt-x/accounts/:accountId") in requests
-    connect = next(
-        item["request"]
-        for folder in collection["item"]
-        for item in folder["item"]
-        if item["request"]["method"] == "POST"
-    )
-    assert '"oauthToken"' in connect["body"]["raw"]
+    variables = {v["key"]: v["value"] for v in collection["variable"]}
+    # baseUrl is the origin and the paths carry the base path: never both (issue 12).
+    assert variables["baseUrl"] == "http://mktx.test"
+    items = [item for folder in collection["item"] for item in folder["item"]]
+    requests = {
+        (item["request"]["method"], "/" + "/".join(item["request"]["url"]["path"]))
+        for item in items
+        if isinstance(item["request"]["url"], dict)
+    }
+    schema = (await api.client.get("/openapi.json")).json()
+    for path, operations in schema["paths"].items():
+        postman_path = re.sub(r"\{(\w+)\}", r":\1", path)
+        for method in operations:
+            assert (method.upper(), postman_path) in requests, f"{method} {path}"
+    assert len({item["name"] for item in items}) == len(items), "request names are unique"
+    for item in items:
+        url = item["request"]["url"]
+        raw = url if isinstance(url, str) else url["raw"]
+        assert "/api/v1/mkt-x/api/v1/mkt-x" not in raw and "mkt-x/api" not in raw
+        if isinstance(url, dict):  # every path variable comes from a collection variable
+            for variable in url.get("variable", []):
+                assert re.fullmatch(r"\{\{\w+\}\}", variable["value"]), (item["name"], variable)
+                assert variable["value"].strip("{}") in variables, variable
+        tests = [e for e in item["event"] if e["listen"] == "test"]
+        assert tests and "pm.response.code" in "\n".join(tests[0]["script"]["exec"])
+    connect = next(item["request"] for item in items if item["name"].startswith("Connect"))
+    assert json.loads(connect["body"]["raw"]) == {
+        "oauthToken": "{{xOauthToken}}",
+        "oauthTokenSecret": "{{xOauthTokenSecret}}",
+    }
+    assert collection["item"][-1]["name"] == "cleanup"
+    assert [i["request"]["method"] for i in collection["item"][-1]["item"]] == ["DELETE"] * 5
 
 
 async def test_health_and_readiness(api: Api) -> None:

@@ -26,6 +26,7 @@ from sandbox.admin import SandboxAdmin, SandboxUser
 from services.campaigns import delivery as campaign_delivery
 from services.campaigns.batches import claim_batch
 from services.messaging import OutgoingDM, queue_messages
+from services.messaging.delivery import CLAIM_LEASE
 from services.messaging.records import Accepted, mark_attempted, record_accepted
 from tests.campaigns.conftest import World, dms_per_person, make_world
 from tests.conftest import Api
@@ -203,7 +204,9 @@ async def test_an_echo_stored_before_the_campaign_recorded_its_dm_becomes_the_ca
                 )
             )
         ).scalar_one()
-        await mark_attempted(session, [attempted], utcnow())
+        # Claimed longer ago than a claim's lease (services/messaging/delivery.py): that
+        # attempt is over, so the retry looks for the DM at X at once.
+        await mark_attempted(session, [attempted], utcnow() - 2 * CLAIM_LEASE)
     greeting = "Hi Person 0, GoodGo has a deal"
     credentials = XCredentials(world.shop.access_token, world.shop.access_token_secret)
     sent = await asyncio.to_thread(sandbox_x.send_dm, credentials, first.id, greeting)

@@ -49,7 +49,7 @@ async def test_the_route_and_the_fast_path_answer_alike(
         await context.engine.dispose()
 
     assert through_route == through_app
-    assert [status for status, _ in through_app] == [200, 200, 401, 400]
+    assert [status for status, _ in through_app] == [200, 200, 401, 422]
     assert through_app[0][1] == {
         "success": True,
         "data": {"received": 1, "stored": 1, "duplicates": 0},

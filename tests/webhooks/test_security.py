@@ -33,10 +33,10 @@ async def test_crc_is_answered_on_both_paths(api: Api) -> None:
         assert response.json() == {"response_token": expected_token("challenge-123")}
 
 
-async def test_crc_without_token_is_a_400_in_the_envelope(api: Api) -> None:
+async def test_crc_without_token_is_a_422_in_the_envelope(api: Api) -> None:
     for path in ("/webhooks/verify", "/webhooks/twitter"):
         response = await api.client.get(BASE_PATH + path)
-        assert response.status_code == 400
+        assert response.status_code == 422
         body = response.json()
         assert body["success"] is False
         assert body["code"] == "VALIDATION_ERROR"
@@ -103,8 +103,8 @@ async def test_the_signature_covers_the_raw_bytes_not_the_parsed_json(
     assert await _stored(sessions, event_id) == 0
 
 
-async def test_signed_garbage_is_a_400(api: Api, app_client: httpx.AsyncClient) -> None:
+async def test_signed_garbage_is_a_422(api: Api, app_client: httpx.AsyncClient) -> None:
     for body in (b"{not json", b"[1, 2]", b'{"direct_message_events": []}'):
         response = await post_signed(app_client, body)
-        assert response.status_code == 400, body
+        assert response.status_code == 422, body
         assert response.json()["code"] == "VALIDATION_ERROR"

@@ -234,7 +234,7 @@ async def test_a_body_that_is_no_delivery_at_all_is_still_refused(api: Api) -> N
     ]
     for body in bodies:
         response = await post_signed(api.client, body)
-        assert response.status_code == 400, body
+        assert response.status_code == 422, body
 
 
 # The X Activity API ------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Contracts of `MaintenanceWorkflow`, run by the worker's Temporal Schedule `mktx-maintenance`,
 and of its sweeps of its own: stored webhook events applied again, deliveries of messages left
-`queued` started, flow runs of unusable accounts ended, and what is past its retention window
-pruned. (The follow-ups sweep's contracts are in contact_events.py, the owed starts' in
+`queued` started, flow runs of unusable accounts ended, the analytics deltas folded, and what
+is past its retention window pruned. (The follow-ups sweep's contracts are in contact_events.py, the owed starts' in
 owed_starts.py.)"""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ REPROCESS_WEBHOOK_EVENTS = "maintenance.reprocess_webhook_events"
 SWEEP_OUTBOUND = "maintenance.sweep_outbound"
 EXIT_FLOW_RUNS = "maintenance.exit_flow_runs"
 PRUNE_RETAINED = "maintenance.prune_retained"
+FOLD_ANALYTICS = "maintenance.fold_analytics"
 
 # ApplicationError type of a run in which a sweep failed (the Web UI shows it).
 MAINTENANCE_FAILED = "MaintenanceFailed"
@@ -33,6 +34,9 @@ FLOW_EXIT_LIMIT = 1000
 # table and run; a run deletes at most their product of each table, the next run goes on.
 RETENTION_BATCH = 1000
 RETENTION_BATCHES = 10
+# Analytics delta rows folded per run at most (services/analytics/rebuild.py `fold_some`): a
+# merchant nobody reads, or one that imported a million tagged contacts, keeps few of them.
+ANALYTICS_FOLD_BUDGET = 1_000_000
 
 
 class ReprocessInput(BaseModel):
@@ -87,6 +91,15 @@ class RetentionReport(BaseModel):
     more: bool = False  # a table still holds rows past its window: the next run goes on
 
 
+class FoldInput(BaseModel):
+    budget: int = ANALYTICS_FOLD_BUDGET
+
+
+class FoldReport(BaseModel):
+    folded: int = 0  # delta rows merged into their slot's row
+    more: bool = False  # the budget ran out first: the next run goes on
+
+
 class MaintenanceInput(BaseModel):
     reprocess_limit: int = REPROCESS_LIMIT
     follow_up_limit: int = contact_events.FOLLOW_UP_LIMIT
@@ -97,6 +110,7 @@ class MaintenanceInput(BaseModel):
     flow_exit_limit: int = FLOW_EXIT_LIMIT
     retention_batch: int = RETENTION_BATCH  # 0: no pruning in this run
     retention_batches: int = RETENTION_BATCHES
+    analytics_fold_budget: int = ANALYTICS_FOLD_BUDGET  # 0: no folding in this run
 
 
 class MaintenanceResult(BaseModel):
@@ -106,3 +120,4 @@ class MaintenanceResult(BaseModel):
     owed_starts: OwedStartsReport | None = None
     flow_runs_exited: int | None = None  # runs of accounts no longer usable, ended
     retention: RetentionReport | None = None
+    analytics: FoldReport | None = None
