@@ -41,10 +41,9 @@ from migrations.runner import upgrade_database
 from mktx.settings import Environment, Settings
 from models.account import XAccount
 from models.db import make_engine, make_sessionmaker, utcnow
-from services.analytics.rebuild import fold_some
+from services.analytics.rebuild import fold_everything
 from services.contacts.importing import CHUNK_SIZE, ImportFormat, import_contacts, parse_records
 from services.core.auth import Role, issue_token
-from workflows.contracts.maintenance import ANALYTICS_FOLD_BUDGET
 
 REPO = Path(__file__).resolve().parent.parent
 DATABASE = "mktx_bench_contacts"
@@ -414,11 +413,7 @@ async def _fold(engine: Any) -> None:
     """Fold the analytics deltas the import's triggers appended, as the maintenance schedule
     does every tick (the single-tag totals read the folded tag counts)."""
     started = time.perf_counter()
-    sessions = make_sessionmaker(engine)
-    folded, more = 0, True
-    while more:
-        done, more = await fold_some(sessions, ANALYTICS_FOLD_BUDGET)
-        folded += done
+    folded = await fold_everything(make_sessionmaker(engine))
     print(
         f"analytics deltas folded (the maintenance schedule's step): {folded:,} rows in "
         f"{time.perf_counter() - started:.1f} s",

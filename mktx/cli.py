@@ -109,13 +109,14 @@ def _analytics(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run() -> None:
         engine = make_engine(settings.require_database_url(), pool_size=1)
+        sessions = make_sessionmaker(engine)
         try:
-            async with make_sessionmaker(engine)() as session, session.begin():
-                if args.command == "analytics-rebuild":
+            if args.command == "analytics-rebuild":
+                async with sessions() as session, session.begin():
                     await analytics.rebuild(session, args.merchant_id)
-                    print(f"analytics rebuilt for {args.merchant_id or 'every merchant'}")
-                else:
-                    print(f"{await analytics.fold_everything(session)} delta rows folded")
+                print(f"analytics rebuilt for {args.merchant_id or 'every merchant'}")
+            else:
+                print(f"{await analytics.fold_everything(sessions)} delta rows folded")
         finally:
             await engine.dispose()
 

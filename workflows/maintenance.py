@@ -13,6 +13,7 @@ and the run then fails so that the Web UI shows it (the next tick tries again)."
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -52,93 +53,87 @@ SWEEP_RETRY = RetryPolicy(
 )
 
 
+T = TypeVar("T")
+
+
 @workflow.defn(name=MAINTENANCE_WORKFLOW)
 class MaintenanceWorkflow:
+    def __init__(self) -> None:
+        self._failures: list[str] = []
+
+    async def _sweep(
+        self, what: str, activity: str, argument: object, result_type: type[T]
+    ) -> T | None:
+        """One sweep; its failure is noted (the run fails at the end) and the next one runs."""
+        try:
+            return await workflow.execute_activity(
+                activity,
+                argument,
+                result_type=result_type,
+                start_to_close_timeout=SWEEP_TIMEOUT,
+                retry_policy=SWEEP_RETRY,
+            )
+        except ActivityError as err:
+            self._failures.append(f"{what}: {err.cause or err}")
+            return None
+
     @workflow.run
     async def run(self, request: MaintenanceInput) -> MaintenanceResult:
         result = MaintenanceResult()
-        failures: list[str] = []
-        try:
-            result.webhook_events = await workflow.execute_activity(
-                REPROCESS_WEBHOOK_EVENTS,
-                ReprocessInput(limit=request.reprocess_limit),
-                result_type=ReprocessReport,
-                start_to_close_timeout=SWEEP_TIMEOUT,
-                retry_policy=SWEEP_RETRY,
-            )
-        except ActivityError as err:
-            failures.append(f"webhook events: {err.cause or err}")
-        try:  # after reprocessing: the events it applied have just recorded theirs
-            result.follow_ups = await workflow.execute_activity(
-                contact_events.CARRY_OUT_FOLLOW_UPS,
-                FollowUpsInput(limit=request.follow_up_limit),
-                result_type=FollowUpReport,
-                start_to_close_timeout=SWEEP_TIMEOUT,
-                retry_policy=SWEEP_RETRY,
-            )
-        except ActivityError as err:
-            failures.append(f"event follow-ups: {err.cause or err}")
-        try:
-            result.outbound = await workflow.execute_activity(
-                SWEEP_OUTBOUND,
-                SweepOutboundInput(
-                    grace_seconds=request.outbound_grace_seconds, limit=request.outbound_limit
-                ),
-                result_type=SweepReport,
-                start_to_close_timeout=SWEEP_TIMEOUT,
-                retry_policy=SWEEP_RETRY,
-            )
-        except ActivityError as err:
-            failures.append(f"outbound messages: {err.cause or err}")
-        try:
-            result.owed_starts = await workflow.execute_activity(
-                owed_starts.START_OWED,
-                StartOwedInput(grace_seconds=request.owed_grace_seconds, limit=request.owed_limit),
-                result_type=OwedStartsReport,
-                start_to_close_timeout=SWEEP_TIMEOUT,
-                retry_policy=SWEEP_RETRY,
-            )
-        except ActivityError as err:
-            failures.append(f"owed workflow starts: {err.cause or err}")
+        result.webhook_events = await self._sweep(
+            "webhook events",
+            REPROCESS_WEBHOOK_EVENTS,
+            ReprocessInput(limit=request.reprocess_limit),
+            ReprocessReport,
+        )
+        # After reprocessing: the events it applied have just recorded theirs.
+        result.follow_ups = await self._sweep(
+            "event follow-ups",
+            contact_events.CARRY_OUT_FOLLOW_UPS,
+            FollowUpsInput(limit=request.follow_up_limit),
+            FollowUpReport,
+        )
+        result.outbound = await self._sweep(
+            "outbound messages",
+            SWEEP_OUTBOUND,
+            SweepOutboundInput(
+                grace_seconds=request.outbound_grace_seconds, limit=request.outbound_limit
+            ),
+            SweepReport,
+        )
+        result.owed_starts = await self._sweep(
+            "owed workflow starts",
+            owed_starts.START_OWED,
+            StartOwedInput(grace_seconds=request.owed_grace_seconds, limit=request.owed_limit),
+            OwedStartsReport,
+        )
         if request.flow_exit_limit and workflow.patched("flow-exits"):
-            try:
-                result.flow_runs_exited = await workflow.execute_activity(
-                    EXIT_FLOW_RUNS,
-                    FlowExitsInput(limit=request.flow_exit_limit),
-                    result_type=int,
-                    start_to_close_timeout=SWEEP_TIMEOUT,
-                    retry_policy=SWEEP_RETRY,
-                )
-            except ActivityError as err:
-                failures.append(f"flow runs of unusable accounts: {err.cause or err}")
+            result.flow_runs_exited = await self._sweep(
+                "flow runs of unusable accounts",
+                EXIT_FLOW_RUNS,
+                FlowExitsInput(limit=request.flow_exit_limit),
+                int,
+            )
         if request.analytics_fold_budget and workflow.patched("analytics-fold"):
-            try:
-                result.analytics = await workflow.execute_activity(
-                    FOLD_ANALYTICS,
-                    FoldInput(budget=request.analytics_fold_budget),
-                    result_type=FoldReport,
-                    start_to_close_timeout=SWEEP_TIMEOUT,
-                    retry_policy=SWEEP_RETRY,
-                )
-            except ActivityError as err:
-                failures.append(f"analytics folding: {err.cause or err}")
+            result.analytics = await self._sweep(
+                "analytics folding",
+                FOLD_ANALYTICS,
+                FoldInput(budget=request.analytics_fold_budget),
+                FoldReport,
+            )
         # Last: what the sweeps above still need (pending events, their follow-ups) is kept.
         if request.retention_batch and workflow.patched("retention"):
-            try:
-                result.retention = await workflow.execute_activity(
-                    PRUNE_RETAINED,
-                    RetentionInput(
-                        batch=request.retention_batch, max_batches=request.retention_batches
-                    ),
-                    result_type=RetentionReport,
-                    start_to_close_timeout=SWEEP_TIMEOUT,
-                    retry_policy=SWEEP_RETRY,
-                )
-            except ActivityError as err:
-                failures.append(f"retention: {err.cause or err}")
-        if failures:
+            result.retention = await self._sweep(
+                "retention",
+                PRUNE_RETAINED,
+                RetentionInput(
+                    batch=request.retention_batch, max_batches=request.retention_batches
+                ),
+                RetentionReport,
+            )
+        if self._failures:
             raise ApplicationError(
-                "maintenance sweep failed: " + "; ".join(failures),
+                "maintenance sweep failed: " + "; ".join(self._failures),
                 result.model_dump(mode="json"),
                 type=MAINTENANCE_FAILED,
                 non_retryable=True,

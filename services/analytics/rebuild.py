@@ -13,6 +13,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.db import SessionMaker
 from services.analytics.rollups import FOLD_LIMIT, ROLLUPS, fold
 
+# Delta rows `fold_everything` folds between two looks for the merchants that have some.
+FOLD_EVERYTHING_PASS = 1_000_000
+
 
 async def rebuild(session: AsyncSession, merchant_id: str | None = None) -> None:
     """Everything of one merchant (or of all) recomputed, in the caller's transaction; the
@@ -23,21 +26,13 @@ async def rebuild(session: AsyncSession, merchant_id: str | None = None) -> None
     )
 
 
-async def fold_everything(session: AsyncSession) -> int:
-    """Fold the deltas of every merchant that has some; the rows merged."""
-    merchants: set[str] = set()
-    for rollup in ROLLUPS:
-        rows = await session.execute(
-            text(f"SELECT DISTINCT merchant_id FROM {rollup.table} WHERE NOT folded")
-        )
-        merchants.update(rows.scalars())
-    merged = 0
-    for merchant_id in sorted(merchants):
-        while True:
-            done = await fold(session, merchant_id)
-            merged += done
-            if not done:
-                break
+async def fold_everything(sessions: SessionMaker) -> int:
+    """Fold the deltas of every merchant that has some (`fold_some` until none is left, each
+    fold its own short transaction); the rows merged."""
+    merged, more = 0, True
+    while more:
+        done, more = await fold_some(sessions, FOLD_EVERYTHING_PASS)
+        merged += done
     return merged
 
 
