@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import compileall
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
@@ -77,7 +80,13 @@ ACTIVITY_BUILDERS: Sequence[Callable[[WorkerDeps], list[Callable[..., Any]]]] = 
 ]
 
 
-def build_worker(client: Client, settings: Settings, sessions: SessionMaker) -> Worker:
+def build_worker(
+    client: Client,
+    settings: Settings,
+    sessions: SessionMaker,
+    *,
+    graceful_shutdown: timedelta = timedelta(0),
+) -> Worker:
     deps = WorkerDeps(
         settings=settings,
         sessions=sessions,
@@ -91,18 +100,38 @@ def build_worker(client: Client, settings: Settings, sessions: SessionMaker) -> 
         workflows=list(ALL_WORKFLOWS),
         activities=[activity for build in ACTIVITY_BUILDERS for activity in build(deps)],
         workflow_runner=WORKFLOW_RUNNER,
+        graceful_shutdown_timeout=graceful_shutdown,
     )
 
 
+def compile_workflows() -> None:
+    """The sandbox imports each workflow's own module afresh for every workflow it starts (and
+    again to replay one it no longer holds): from its bytecode when there is some, else compiled
+    from source every time, which is what happens where PYTHONDONTWRITEBYTECODE is set and
+    nothing compiled the sources (an editable install, a checkout). The worker writes that
+    bytecode once at start; where it cannot (a read-only tree), nothing changes."""
+    compileall.compile_dir(Path(workflows.__file__).parent, quiet=2)
+
+
 async def run(settings: Settings) -> None:
-    engine = make_engine(settings.require_database_url(), pool_size=settings.database_pool_size)
+    compile_workflows()
+    engine = make_engine(
+        settings.require_database_url(),
+        pool_size=settings.database_pool_size,
+        # Activities have no client waiting on them: they wait for a connection longer than a
+        # request would, rather than fail and be retried.
+        pool_timeout=max(30.0, settings.database_pool_timeout),
+    )
     runtime = None
     if settings.worker_metrics_port is not None:
         runtime = metrics_runtime(settings.worker_metrics_port)
         metrics.use_temporal_meter(runtime.metric_meter)
     client = await connect_temporal(settings, runtime)
     await ensure_search_attributes(client)
-    worker = build_worker(client, settings, make_sessionmaker(engine))
+    # On SIGTERM the worker stops polling and lets its running activities finish for this
+    # long; then they are cancelled, and a cancelled delivery hands its unsent DMs back.
+    graceful = timedelta(seconds=settings.worker_shutdown_seconds)
+    worker = build_worker(client, settings, make_sessionmaker(engine), graceful_shutdown=graceful)
     await ensure_maintenance_schedule(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -49,7 +49,11 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 def build_context(settings: Settings) -> AppContext:
-    engine = make_engine(settings.require_database_url(), pool_size=settings.database_pool_size)
+    engine = make_engine(
+        settings.require_database_url(),
+        pool_size=settings.database_pool_size,
+        pool_timeout=settings.database_pool_timeout,
+    )
     return AppContext(
         settings=settings,
         engine=engine,

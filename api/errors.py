@@ -9,6 +9,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import iter_route_contexts
+from psycopg import OperationalError as DriverOperationalError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.body_limit import BodyTooLarge, too_large_body
@@ -91,6 +94,32 @@ async def _app_error(request: Request, exc: AppError) -> JSONResponse:
     return JSONResponse(app_error_body(exc), status_code=exc.status, headers=exc.headers)
 
 
+# How long a client should wait before asking again when the database is away or every
+# connection of the pool is busy (both pass in seconds, or the request is worth retrying).
+DATABASE_RETRY_AFTER = 2
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database is unreachable, the connection dropped, a statement was cancelled, or
+    every pooled connection stayed busy for the pool's timeout: a 503 the client may retry,
+    never a 500. Other database errors (a constraint the code did not expect) stay 500s."""
+    if isinstance(exc, DBAPIError) and not (
+        exc.connection_invalidated or isinstance(exc.orig, DriverOperationalError)
+    ):
+        raise exc
+    logger.warning("request.database_unavailable", extra={"error": type(exc).__name__})
+    message = (
+        "every database connection is busy; retry shortly"
+        if isinstance(exc, PoolTimeout)
+        else "the database is unavailable; retry shortly"
+    )
+    return JSONResponse(
+        error_body(ErrorCode.SERVICE_UNAVAILABLE, message),
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+    )
+
+
 async def _body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
     return JSONResponse(too_large_body(exc.limit), status_code=413)
 
@@ -150,5 +179,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(BodyTooLarge, _body_too_large)  # type: ignore[arg-type]
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
+    app.add_exception_handler(DBAPIError, _database_unavailable)
+    app.add_exception_handler(DriverOperationalError, _database_unavailable)
     # Unexpected exceptions are answered by RequestContextMiddleware (api/middleware.py), which
     # sits outside these handlers and still knows the request id.

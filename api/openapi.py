@@ -9,7 +9,8 @@ route can forget one:
 - 403 where it requires a permission (`require`: a token whose roles lack it);
 - 404 where the path holds an id (no such resource for this merchant);
 - 413 where it takes a body (api/body_limit.py), 422 where it takes any input;
-- 503 where it needs Temporal (`TemporalDep`), 500 everywhere (api/middleware.py).
+- 503 where it needs Temporal (`TemporalDep`) or the database (a session, or the rate limit
+  its authentication keeps there: api/errors.py), 500 everywhere (api/middleware.py).
 
 Links follow one rule: a path parameter `{fooId}` is an id of the collection `/…/foos` whose
 item route is `/…/foos/{fooId}`: a `POST` there answers `data.id`, a `GET` there (a page)
@@ -26,7 +27,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from api.deps import authenticate, get_temporal
+from api.deps import authenticate, get_session, get_temporal
 from api.envelope import ErrorBody
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
@@ -39,7 +40,8 @@ _DESCRIPTIONS = {
     422: "Invalid input, named in `details.field` (a body that is not valid JSON included)",
     429: "Rate limit exceeded: retry after `Retry-After` seconds",
     500: "Unexpected error: quote `details.requestId` when reporting it",
-    503: "The workflow service (Temporal) is unavailable: retry later",
+    503: "A service it needs (the database, or the workflow service Temporal) is unavailable or "
+    "every database connection is busy: retry later (after `Retry-After` seconds when given)",
 }
 
 _RETRY_AFTER = {
@@ -102,7 +104,7 @@ def _statuses(route: APIRoute, operation: dict[str, Any]) -> set[int]:
         statuses |= {401, 429}
     if any(getattr(call, "permission", None) is not None for call in calls):
         statuses.add(403)
-    if get_temporal in calls:
+    if calls & {get_temporal, get_session, authenticate}:
         statuses.add(503)
     if "path" in where:
         statuses |= {404, 422}

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     # PostgreSQL (None: `mkt-x dev` starts an embedded one)
     database_url: str | None = None
     database_pool_size: int = Field(10, ge=1)
+    # How long a request waits for a pooled connection before it is answered 503 (retry).
+    database_pool_timeout: float = Field(10.0, gt=0)
 
     # Temporal (None: `mkt-x dev` starts the dev server)
     temporal_address: str | None = None
@@ -55,6 +57,8 @@ class Settings(BaseSettings):
     temporal_ui_port: int = Field(8233, ge=1, le=65535)
     # How often the worker's maintenance Schedule sweeps (webhook events, queued messages)
     maintenance_interval_seconds: int = Field(60, ge=10)
+    # On SIGTERM, how long the worker lets its running activities finish before cancelling them
+    worker_shutdown_seconds: float = Field(10.0, ge=0)
     # Retention: raw webhook events and records of LLM calls older than these are pruned by
     # the maintenance schedule (services/maintenance/retention.py); spent quota-ledger rows
     # (past the 24 h window twice over) are pruned with them.

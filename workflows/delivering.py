@@ -49,7 +49,7 @@ async def deliver_settled(
     message_id: uuid.UUID,
     *,
     media: dict[str, MediaRef] | None = None,
-    heartbeat_seconds: int = 15,
+    heartbeat_seconds: int = 10,
     deadline: datetime | None = None,
 ) -> Delivered:
     """Deliver until the outcome is settled or the `deadline` passes (then the outcome is

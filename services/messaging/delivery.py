@@ -103,6 +103,7 @@ class _Job:
     claimed_at: datetime | None = None  # when this run's claim (its lease) began
     media: MediaRef | None = None
     media_retried: bool = False  # X refused an upload once: uploaded again, sent again
+    handed_to_x: bool = False  # its call to X has begun: it may be at X whatever happens next
 
 
 class Delivery:
@@ -128,6 +129,22 @@ class Delivery:
         lease: timedelta = CLAIM_LEASE,
     ) -> DeliveryResult:
         run = _Run(self, merchant_id, media or {}, on_settled, lease)
+        try:
+            return await self._deliver(run, message_ids, concurrency, beat)
+        except asyncio.CancelledError:
+            # The worker is stopping (SIGTERM) or the attempt was cancelled: what X took is
+            # recorded and the DMs not yet handed to X are given back, so that the next
+            # attempt, on another worker, sends them at once instead of waiting out the lease.
+            await run.hand_over()
+            raise
+
+    async def _deliver(
+        self,
+        run: _Run,
+        message_ids: Sequence[uuid.UUID],
+        concurrency: int,
+        beat: Callable[[], None],
+    ) -> DeliveryResult:
         attempted = await run.claim(list(dict.fromkeys(message_ids)), check_at_x=True)
         semaphore = asyncio.Semaphore(concurrency)
 
@@ -367,6 +384,7 @@ class _Run:
             # the account's other DMs of this run wait for it too, unsent.
             self._x_failed(job, limited, taken_unknown=False)
             return
+        job.handed_to_x = True
         try:
             sent = await asyncio.to_thread(
                 self.d._x.send_dm,
@@ -383,6 +401,7 @@ class _Run:
                 # X no longer takes the upload (expired early, say): uploaded again, and the
                 # DM sent once more in this same delivery.
                 job.media_retried = True
+                job.handed_to_x = False  # X refused it: certainly not taken
                 self.uploads.drop(str(job.account.id))
                 self.media_retry.append(job)
                 return
@@ -470,6 +489,16 @@ class _Run:
         )
 
     # Record -----------------------------------------------------------------------------------
+
+    async def hand_over(self) -> None:
+        """Cut short: record what is known and give back the claims of the DMs never handed to
+        X. A DM whose call was under way keeps its claim: the call's thread may still reach X,
+        so the next attempt looks for it there once the lease has run out."""
+        for job in self.to_send:
+            if job.message.id not in self.outcomes and not job.handed_to_x:
+                self._release(job, maybe_at_x=False)
+                self._outcome(job.message.id, OutcomeState.pending, "handed over")
+        await self.record()
 
     async def record(self) -> DeliveryResult:
         outcomes = list(self.outcomes.values())

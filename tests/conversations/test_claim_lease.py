@@ -15,6 +15,7 @@ import pytest
 from integrations.x import XClient, x_client_from_settings
 from mktx.secrets import SecretBox
 from mktx.settings import Settings
+from models.conversation import Message, MessageStatus
 from models.db import SessionMaker, utcnow
 from sandbox.admin import SandboxAdmin
 from services.messaging import delivery as delivery_module
@@ -100,3 +101,42 @@ async def test_an_attempt_whose_lease_ran_out_before_sending_sends_nothing(
     retried = await delivery.deliver(api.merchant.id, [message.id])
     assert [o.state for o in retried.outcomes] == [OutcomeState.sent]
     assert [dm.text for dm in await x_admin.dms(sender_id=shop.user.id)] == ["held up before X"]
+
+
+async def test_a_cancelled_delivery_hands_back_what_it_never_sent(
+    api: Api, x_admin: SandboxAdmin, sessions: SessionMaker, settings: Settings, x_client: XClient
+) -> None:
+    """A worker stopped by SIGTERM cancels its deliveries: what X took is recorded, the DMs not
+    yet handed to X are given back (the next attempt sends them at once), and the one whose call
+    was under way keeps its lease (its thread may still reach X): looked for there after it."""
+    shop = await connect_shop(api, x_admin)
+    thread = await open_thread(sessions, x_admin, api.merchant.id, shop)
+    texts = [f"DM {n} of five" for n in range(1, 6)]
+    messages = [await queue_message(sessions, settings, shop, thread, text) for text in texts]
+    ids = [m.id for m in messages]
+    await x_admin.set_faults(latency_ms=400, path_prefix="/2/dm_conversations")
+    delivery = Delivery(sessions, x_client, SecretBox.from_settings(settings), settings)
+    lease = timedelta(seconds=3)
+
+    cut = asyncio.create_task(delivery.deliver(api.merchant.id, ids, concurrency=1, lease=lease))
+    await asyncio.sleep(0.6)  # the first DM is at X, the second under way
+    cut.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cut
+    await x_admin.clear_faults()
+
+    async with sessions() as session:
+        rows = {m.id: m for m in [await session.get(Message, i) for i in ids] if m is not None}
+    assert rows[ids[0]].status == MessageStatus.sent  # recorded before the task ended
+    assert rows[ids[1]].attempt_at is not None  # under way: its claim kept
+    assert [rows[i].attempt_at for i in ids[2:]] == [None, None, None]  # handed back
+
+    again = await delivery.deliver(api.merchant.id, ids, lease=lease)
+    states = [o.state for o in again.outcomes]
+    assert states == [OutcomeState.sent, OutcomeState.pending, *[OutcomeState.sent] * 3]
+
+    await asyncio.sleep(max((again.wait_until - utcnow()).total_seconds(), 0) + 0.1)
+    last = await delivery.deliver(api.merchant.id, ids, lease=lease)
+    assert [o.state for o in last.outcomes] == [OutcomeState.sent] * 5
+    sent = sorted(dm.text for dm in await x_admin.dms(sender_id=shop.user.id))
+    assert sent == texts  # each once

@@ -92,8 +92,9 @@ class FaultStack:
         self.worker.start()
 
     async def terminate_worker(self) -> int:
-        """SIGTERM: the worker shuts down by itself (its running activities are cancelled and
-        reported failed, so Temporal retries them at once on the next worker), then a new one
+        """SIGTERM: the worker stops polling, lets its running activities finish for
+        MKTX_WORKER_SHUTDOWN_SECONDS, cancels the rest (a cancelled delivery hands back the DMs
+        it had not handed to X, which the next worker sends at once) and exits; then a new one
         starts, as a rolling deploy does."""
         code = await asyncio.to_thread(self.worker.terminate)
         self._note(f"worker SIGTERM (exit {code})")
@@ -253,3 +254,38 @@ async def wait_for(
             return value
         assert time.monotonic() < deadline, f"{what}: not after {timeout:g} s (last: {value!r})"
         await asyncio.sleep(interval)
+
+
+# The faults, by the name each test of the matrix is parametrized with ---------------------
+
+Strike = Callable[[FaultStack], Awaitable[None]]
+
+
+async def _kill_worker(stack: FaultStack) -> None:
+    await stack.kill_worker(down=1.0)
+
+
+async def _terminate_worker(stack: FaultStack) -> None:
+    # Graceful: the worker exits by itself, with 0, well within a supervisor's patience.
+    assert await stack.terminate_worker() == 0
+
+
+async def _restart_temporal(stack: FaultStack) -> None:
+    await stack.restart_temporal(down=3.0)
+
+
+async def _restart_postgres(stack: FaultStack) -> None:
+    await stack.restart_postgres(down=3.0)
+
+
+async def _kill_api(stack: FaultStack) -> None:
+    await stack.kill_api(down=2.0)
+
+
+STRIKES: dict[str, Strike] = {
+    "worker-kill-9": _kill_worker,
+    "worker-sigterm": _terminate_worker,
+    "temporal-restart": _restart_temporal,
+    "postgres-restart": _restart_postgres,
+    "api-kill-9": _kill_api,
+}

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.faults.stack import FaultStack, wait_for
+from tests.faults.stack import STRIKES, FaultStack, wait_for
 from tests.faults.workloads import (
     connect_shop,
     people,
@@ -35,32 +34,10 @@ HEARTBEAT_SECONDS = 3
 DONE_SECONDS = 120
 
 
-async def _kill_worker(stack: FaultStack) -> None:
-    await stack.kill_worker(down=1.0)
+FAULTS = ["worker-kill-9", "worker-sigterm", "temporal-restart", "postgres-restart"]
 
 
-async def _terminate_worker(stack: FaultStack) -> None:
-    # Graceful: the worker exits by itself, with 0, well within a supervisor's patience.
-    assert await stack.terminate_worker() == 0
-
-
-async def _restart_temporal(stack: FaultStack) -> None:
-    await stack.restart_temporal(down=3.0)
-
-
-async def _restart_postgres(stack: FaultStack) -> None:
-    await stack.restart_postgres(down=3.0)
-
-
-FAULTS: dict[str, Callable[[FaultStack], Awaitable[None]]] = {
-    "worker-kill-9": _kill_worker,
-    "worker-sigterm": _terminate_worker,
-    "temporal-restart": _restart_temporal,
-    "postgres-restart": _restart_postgres,
-}
-
-
-@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("fault", FAULTS)
 async def test_a_campaign_sends_each_recipient_once(stack: FaultStack, fault: str) -> None:
     started = time.monotonic()
     shop, account_id = await connect_shop(stack)
@@ -78,7 +55,7 @@ async def test_a_campaign_sends_each_recipient_once(stack: FaultStack, fault: st
 
     await wait_for("a quarter of the DMs out", quarter_out, 90, 0.05)
     at_fault = stack.dm_count(shop.id)
-    await FAULTS[fault](stack)
+    await STRIKES[fault](stack)
 
     async def completed() -> bool:
         response = await stack.api.get(f"/campaigns/{campaign_id}")

@@ -1,7 +1,8 @@
 """A flood of 5,000 signed DM events (2,500 deliveries of two) from 250 customers into the API
-process while it is killed -9, while PostgreSQL restarts, while Temporal restarts. An active
-keyword flow makes some of the events owe Temporal a start (60 customers say the keyword twice
-each: one run each).
+process while it is killed -9, while the worker is killed -9 or stopped by SIGTERM (and
+replaced), while PostgreSQL restarts, while Temporal restarts. An active keyword flow makes
+some of the events owe Temporal a start (60 customers say the keyword twice each: one run
+each).
 
 After each: every delivery ended in a 200 (503s and refused or cut connections retried, as
 X does, never a 500), every event is stored once and applied once (one inbound message per
@@ -11,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.faults.stack import FaultStack, wait_for
+from tests.faults.stack import STRIKES, FaultStack, wait_for
 from tests.faults.workloads import (
     EVENTS_PER_DELIVERY,
     KEYWORD_CUSTOMERS,
@@ -38,26 +38,10 @@ KEYWORD_ROUNDS = {3, 12}  # two of each customer's 20 DMs hold the keyword
 FAULT_AT = 0.3  # the share of deliveries answered when the fault strikes
 
 
-async def _kill_api(stack: FaultStack) -> None:
-    await stack.kill_api(down=2.0)
+FAULTS = ["api-kill-9", "worker-kill-9", "worker-sigterm", "postgres-restart", "temporal-restart"]
 
 
-async def _restart_postgres(stack: FaultStack) -> None:
-    await stack.restart_postgres(down=3.0)
-
-
-async def _restart_temporal(stack: FaultStack) -> None:
-    await stack.restart_temporal(down=3.0)
-
-
-FAULTS: dict[str, Callable[[FaultStack], Awaitable[None]]] = {
-    "api-kill-9": _kill_api,
-    "postgres-restart": _restart_postgres,
-    "temporal-restart": _restart_temporal,
-}
-
-
-@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("fault", FAULTS)
 async def test_a_webhook_flood_survives(stack: FaultStack, fault: str) -> None:
     started = time.monotonic()
     shop, account_id = await connect_shop(stack)
@@ -69,7 +53,7 @@ async def test_a_webhook_flood_survives(stack: FaultStack, fault: str) -> None:
     result = Flood()
     load = asyncio.create_task(flood(stack.api_url, deliveries, result))
     await wait_for("the flood under way", lambda: _answered(result, FAULT_AT), 40, 0.05)
-    await FAULTS[fault](stack)
+    await STRIKES[fault](stack)
     await asyncio.wait_for(load, timeout=60)
     flooded = time.monotonic() - started
 

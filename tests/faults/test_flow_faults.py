@@ -1,6 +1,6 @@
 """200 runs of a flow — a DM, a 3-second wait, a DM — enrolled through the API, while the
-worker is killed -9, while Temporal restarts and while PostgreSQL restarts, each struck once
-half of the first DMs are out (the rest in flight or queued, the first runs on their timers).
+worker is killed -9, while it is stopped by SIGTERM and replaced, while Temporal restarts and
+while PostgreSQL restarts, each struck once half of the first DMs are out (the rest in flight or queued, the first runs on their timers).
 
 After each: every run completed with each node reached once, in order, and the sandbox
 received exactly the two DMs of the flow for every contact, each once."""
@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.faults.stack import FaultStack, wait_for
+from tests.faults.stack import STRIKES, FaultStack, wait_for
 from tests.faults.workloads import (
     FLOW_STEPS,
     connect_shop,
@@ -34,26 +33,10 @@ FAULT_AT = RUNS // 2
 DONE_SECONDS = 120
 
 
-async def _kill_worker(stack: FaultStack) -> None:
-    await stack.kill_worker(down=1.0)
+FAULTS = ["worker-kill-9", "worker-sigterm", "temporal-restart", "postgres-restart"]
 
 
-async def _restart_temporal(stack: FaultStack) -> None:
-    await stack.restart_temporal(down=3.0)
-
-
-async def _restart_postgres(stack: FaultStack) -> None:
-    await stack.restart_postgres(down=3.0)
-
-
-FAULTS: dict[str, Callable[[FaultStack], Awaitable[None]]] = {
-    "worker-kill-9": _kill_worker,
-    "temporal-restart": _restart_temporal,
-    "postgres-restart": _restart_postgres,
-}
-
-
-@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("fault", FAULTS)
 async def test_flow_runs_take_each_step_once(stack: FaultStack, fault: str) -> None:
     started = time.monotonic()
     shop, account_id = await connect_shop(stack)
@@ -68,7 +51,7 @@ async def test_flow_runs_take_each_step_once(stack: FaultStack, fault: str) -> N
 
     await wait_for("half of the first DMs out", half_out, 90, 0.05)
     at_fault = stack.dm_count(shop.id)
-    await FAULTS[fault](stack)
+    await STRIKES[fault](stack)
 
     async def progress() -> tuple[int, int]:
         """(runs finished, DMs received); the API asked too, as a merchant watching would:

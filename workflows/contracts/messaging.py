@@ -100,8 +100,9 @@ class DeliveryResult(BaseModel):
 class SendMessageInput(BaseModel):
     merchant_id: str
     message_id: uuid.UUID
-    # A worker that dies mid-attempt is noticed this fast (the activity beats every 3 s).
-    heartbeat_seconds: int = 15
+    # A worker that dies mid-attempt is noticed this fast (the activity beats every 3 s), and
+    # its DM, claimed for twice as long (services/messaging/delivery.py), goes out after that.
+    heartbeat_seconds: int = 10
     # Uploads the caller holds, by account id (test sends of one card share one upload).
     media: dict[str, MediaRef] = {}
 
