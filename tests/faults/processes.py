@@ -203,11 +203,17 @@ class Service:
         self.process.send_signal(signal.SIGKILL)
         self.exit_codes.append(self.process.wait(timeout=10))
 
-    def terminate(self, timeout: float = 30) -> int:
-        """SIGTERM, as a supervisor stops it: the exit code once it has shut down."""
+    def retire(self) -> subprocess.Popen[bytes]:
+        """SIGTERM, as a rolling deploy stops the old process while its replacement starts:
+        the old process (to wait for), no longer this service's, so `start` may run at once."""
         assert self.process is not None and self.running(), f"{self.command} is not running"
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=timeout)
+        old, self.process = self.process, None
+        old.send_signal(signal.SIGTERM)
+        return old
+
+    def retired(self, old: subprocess.Popen[bytes], timeout: float = 30) -> int:
+        """The retired process's exit code once it has shut down by itself."""
+        code = old.wait(timeout=timeout)
         self.exit_codes.append(code)
         return code
 

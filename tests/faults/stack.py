@@ -92,13 +92,15 @@ class FaultStack:
         self.worker.start()
 
     async def terminate_worker(self) -> int:
-        """SIGTERM: the worker stops polling, lets its running activities finish for
+        """SIGTERM, as a rolling deploy does it: the replacement starts at once, while the old
+        worker stops polling, lets its running activities finish for
         MKTX_WORKER_SHUTDOWN_SECONDS, cancels the rest (a cancelled delivery hands back the DMs
-        it had not handed to X, which the next worker sends at once) and exits; then a new one
-        starts, as a rolling deploy does."""
-        code = await asyncio.to_thread(self.worker.terminate)
-        self._note(f"worker SIGTERM (exit {code})")
+        it had not handed to X, which the new worker sends at once) and exits."""
+        old = self.worker.retire()
+        self._note("worker SIGTERM")
         self.worker.start()
+        code = await asyncio.to_thread(self.worker.retired, old)
+        self._note(f"old worker exited ({code})")
         return code
 
     async def restart_temporal(self, down: float = 3.0) -> None:
