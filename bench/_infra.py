@@ -45,7 +45,8 @@ SHARED_BUFFERS = os.environ.get("MKTX_BENCH_SHARED_BUFFERS", "1GB")
 
 
 def _size_buffers(embedded: Any) -> None:
-    if SHARED_BUFFERS.lower() in embedded.psql("SHOW shared_buffers;").lower():
+    shown = embedded.psql("SHOW shared_buffers;").lower().split()
+    if SHARED_BUFFERS.lower() in shown:
         return
     from pgserver._commands import pg_ctl
 

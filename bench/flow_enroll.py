@@ -15,8 +15,9 @@ subprocesses, so each one's CPU and memory are its own. No X call is made (no se
 Targets: enrolment >= 50% of the bare loop's starts per second; worker RSS < 400 MiB with every
 run parked. The bench waits MKTX_BENCH_PARK_TIMEOUT (900 s) after the last call for the runs
 to park (on 2 cores they park at ~25 runs/s: seven minutes for 10,000); when they have not, it
-prints how many did, the rate and how long all would take, and the RSS at that moment (a miss). MKTX_BENCH_WORKER_COMMAND runs another worker command line
-(e.g. a patched worker) in place of `mkt-x worker`.
+prints how many did, the rate and how long all would take, and the RSS at that moment (a miss).
+MKTX_BENCH_WORKER_COMMAND runs another worker command line (e.g. a patched worker) in place of
+`mkt-x worker`.
 """
 
 from __future__ import annotations

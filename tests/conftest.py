@@ -3,6 +3,7 @@ worker, started once per session. Each test owns its data through a fresh mercha
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -174,13 +176,20 @@ async def worker(
         yield
 
 
-@pytest.fixture(scope="session")
-async def app_client(settings: Settings, worker: None) -> AsyncIterator[httpx.AsyncClient]:
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The API app for `settings`, its lifespan run, and a client that calls it in-process."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://mktx.test") as client:
-            yield client
+            yield app, client
+
+
+@pytest.fixture(scope="session")
+async def app_client(settings: Settings, worker: None) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(settings) as (_, client):
+        yield client
 
 
 @pytest.fixture(scope="session")

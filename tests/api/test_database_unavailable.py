@@ -4,24 +4,9 @@ never a 500, and serves again as soon as the database does."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
-import httpx
-from fastapi import FastAPI
-
-from api.app import BASE_PATH, create_app
+from api.app import BASE_PATH
 from mktx.settings import Settings
-from tests.conftest import Merchant
-
-
-@contextlib.asynccontextmanager
-async def _client(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://mktx.test") as client:
-            yield app, client
+from tests.conftest import Merchant, serving
 
 
 async def test_a_request_finding_every_connection_busy_is_answered_503_then_served(
@@ -29,7 +14,7 @@ async def test_a_request_finding_every_connection_busy_is_answered_503_then_serv
 ) -> None:
     own = settings.model_copy(update={"database_pool_size": 1, "database_pool_timeout": 0.5})
     merchant = Merchant(own)
-    async with _client(own) as (app, client):
+    async with serving(own) as (app, client):
         engine = app.state.context.engine
         # The pool's one connection and its one overflow, held by someone else.
         async with engine.connect() as first, engine.connect() as second:
@@ -54,7 +39,7 @@ async def test_an_unreachable_database_is_answered_503(settings: Settings, worke
         update={"database_url": "postgresql+psycopg://postgres@127.0.0.1:9/mktx"}
     )
     merchant = Merchant(own)
-    async with _client(own) as (_, client):
+    async with serving(own) as (_, client):
         read = await client.get(BASE_PATH + "/contacts", headers=merchant.headers())
         write = await client.post(
             BASE_PATH + "/templates",
